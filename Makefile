@@ -1,0 +1,35 @@
+# npllm — see README.md. Every target works on a fresh Debian 12 as root
+# once .ci/run (or the apt-get line in the README) has installed the tools.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+LDFLAGS  := -X main.version=$(VERSION)
+BIN      := bin
+XML      := $(shell find dbus packaging systemd -name '*.xml' -o -name '*.conf' -o -name '*.policy' 2>/dev/null)
+# Integration tests start daemons and buses: run packages one at a time.
+TESTFLAGS ?= -p 1 -count=1 -timeout 30m
+
+.PHONY: all build run test bench lint clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+# Builds, then runs npllmd on a private bus (or shows the installed one).
+run: build
+	$(BIN)/npllm-devbus --bin $(BIN)
+
+test: lint
+	$(GO) test $(TESTFLAGS) ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 1 ./dbus/...
+
+lint:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './vendor/*')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet ./...
+	xmllint --noout $(XML)
+
+clean:
+	rm -rf $(BIN) dist

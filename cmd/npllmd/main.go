@@ -1,0 +1,128 @@
+// Command npllmd is npllm's system daemon: it owns org.npllm.Assistant on
+// the system bus, runs the sensors and answers clients. It only wires the
+// packages together; see the README's architecture section.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/sensors"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+const usage = `Usage: npllmd [OPTIONS]
+
+npllmd is the npllm system daemon. It owns org.npllm.Assistant on the system
+bus (or on the bus named by DBUS_SYSTEM_BUS_ADDRESS), watches the machine
+through procfs and eBPF sensors, and serves the org.npllm.Assistant1 API to
+npllmctl, npllm-agent and any D-Bus client. It is normally started by
+systemd (npllmd.service) or by D-Bus activation; run it by hand only for
+development (see "make run").
+
+Options:
+`
+
+func main() {
+	flags := flag.NewFlagSet("npllmd", flag.ContinueOnError)
+	flags.Usage = func() {
+		fmt.Fprint(flags.Output(), usage)
+		flags.PrintDefaults()
+		fmt.Fprint(flags.Output(), `
+Exit status: 0 after SIGTERM/SIGINT, 1 when the bus name is taken or the
+bus cannot be reached, 2 on bad options.
+`)
+	}
+	refresh := flags.Duration("refresh", time.Second, "how often properties are re-read and PropertiesChanged emitted")
+	logLevel := flags.String("log-level", "info", "debug, info, warn or error")
+	force := flags.String("force-variant", "", "comma-separated sensor=variant pairs that restrict a sensor to one variant (e.g. processes=procfs)")
+	disable := flags.String("disable-sensor", "", "comma-separated sensors to leave off")
+	showVersion := flags.Bool("version", false, "print the version and exit")
+	if err := flags.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	if *showVersion {
+		fmt.Println("npllmd", version)
+		return
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "npllmd: --log-level: %v\n", err)
+		os.Exit(2)
+	}
+	forced, err := parsePairs(*force)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "npllmd: --force-variant: %v\n", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	if err := run(log, *refresh, forced, disabledSet(*disable)); err != nil {
+		log.Error("npllmd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(log *slog.Logger, refresh time.Duration, forced map[string]string, enabled map[string]bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	conn, err := godbus.ConnectSystemBus()
+	if err != nil {
+		return fmt.Errorf("connect to the system bus: %w", err)
+	}
+	defer conn.Close()
+
+	mgr := sensors.NewManager(ctx, &sensors.Env{Log: log, ForceVariant: forced}, enabled)
+	defer mgr.Close()
+
+	srv, err := dbus.NewServer(conn, dbus.ServerConfig{Version: version, Refresh: refresh, Sensors: mgr, Log: log})
+	if err != nil {
+		return err
+	}
+	if err := srv.RequestName(); err != nil {
+		return err
+	}
+	log.Info("npllmd ready", "version", version, "bus_name", dbus.BusName, "unique_name", conn.Names()[0])
+	srv.Run(ctx, nil)
+	srv.ReleaseName()
+	log.Info("npllmd stopping")
+	return nil
+}
+
+func parsePairs(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%q is not sensor=variant", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func disabledSet(s string) map[string]bool {
+	out := map[string]bool{}
+	for _, name := range strings.Split(s, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			out[name] = false
+		}
+	}
+	return out
+}

@@ -1,0 +1,189 @@
+package dbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	godbus "github.com/godbus/dbus/v5"
+)
+
+// ErrNotRunning means nobody owns org.npllm.Assistant and it could not be
+// activated.
+var ErrNotRunning = errors.New("npllmd is not running on the system bus")
+
+// Client is the typed client of org.npllm.Assistant1 used by npllmctl and
+// npllm-agent.
+type Client struct {
+	conn *godbus.Conn
+	obj  godbus.BusObject
+}
+
+// Connect opens a connection to the system bus (DBUS_SYSTEM_BUS_ADDRESS when
+// set) and checks that npllmd answers.
+func Connect(ctx context.Context) (*Client, error) {
+	conn, err := godbus.ConnectSystemBus(godbus.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot connect to the system bus: %v", ErrNotRunning, err)
+	}
+	c := NewClient(conn)
+	if err := c.Ping(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewClient wraps an existing connection.
+func NewClient(conn *godbus.Conn) *Client {
+	return &Client{conn: conn, obj: conn.Object(BusName, ObjectPath)}
+}
+
+// Conn is the underlying connection.
+func (c *Client) Conn() *godbus.Conn { return c.conn }
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Ping checks that npllmd answers (activating it if the bus can).
+func (c *Client) Ping(ctx context.Context) error {
+	err := c.obj.CallWithContext(ctx, "org.freedesktop.DBus.Peer.Ping", 0).Err
+	if err == nil {
+		return nil
+	}
+	switch ErrorName(err) {
+	case ErrServiceUnknown, "org.freedesktop.DBus.Error.NameHasNoOwner", "org.freedesktop.DBus.Error.Spawn.ServiceNotFound":
+		return fmt.Errorf("%w: %s", ErrNotRunning, ErrorMessage(err))
+	}
+	return fmt.Errorf("%w: %v", ErrNotRunning, err)
+}
+
+// Status is the daemon's property set.
+type Status struct {
+	Version         string
+	Health          string
+	Load            [3]float64
+	CPUUsage        float64
+	MemoryTotal     uint64
+	MemoryAvailable uint64
+	SwapTotal       uint64
+	SwapFree        uint64
+	Pressure        map[string][3]float64
+	Sensors         []SensorRow
+	ActiveAlerts    []map[string]godbus.Variant
+}
+
+// Status reads every property in one GetAll.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var all map[string]godbus.Variant
+	if err := c.obj.CallWithContext(ctx, "org.freedesktop.DBus.Properties.GetAll", 0, Interface).Store(&all); err != nil {
+		return nil, err
+	}
+	return StatusFromProperties(all)
+}
+
+// StatusFromProperties decodes a GetAll result (or a PropertiesChanged
+// payload merged into one).
+func StatusFromProperties(all map[string]godbus.Variant) (*Status, error) {
+	s := &Status{}
+	var load struct{ A, B, C float64 }
+	var pressure map[string]struct{ A, B, C float64 }
+	fields := []struct {
+		name string
+		dst  any
+	}{
+		{"Version", &s.Version}, {"Health", &s.Health}, {"LoadAverage", &load},
+		{"CPUUsage", &s.CPUUsage}, {"MemoryTotal", &s.MemoryTotal},
+		{"MemoryAvailable", &s.MemoryAvailable}, {"SwapTotal", &s.SwapTotal},
+		{"SwapFree", &s.SwapFree}, {"Pressure", &pressure}, {"Sensors", &s.Sensors},
+		{"ActiveAlerts", &s.ActiveAlerts},
+	}
+	for _, f := range fields {
+		v, ok := all[f.name]
+		if !ok {
+			continue
+		}
+		if err := godbus.Store([]any{v.Value()}, f.dst); err != nil {
+			return nil, fmt.Errorf("property %s: %w", f.name, err)
+		}
+	}
+	s.Load = [3]float64{load.A, load.B, load.C}
+	s.Pressure = map[string][3]float64{}
+	for k, v := range pressure {
+		s.Pressure[k] = [3]float64{v.A, v.B, v.C}
+	}
+	return s, nil
+}
+
+// Processes calls GetProcesses.
+func (c *Client) Processes(ctx context.Context, options map[string]any) ([]map[string]godbus.Variant, error) {
+	var out []map[string]godbus.Variant
+	err := c.obj.CallWithContext(ctx, Interface+".GetProcesses", 0, Options(options)).Store(&out)
+	return out, err
+}
+
+// Process calls GetProcess.
+func (c *Client) Process(ctx context.Context, pid uint32) (map[string]godbus.Variant, error) {
+	var out map[string]godbus.Variant
+	err := c.obj.CallWithContext(ctx, Interface+".GetProcess", 0, pid).Store(&out)
+	return out, err
+}
+
+// CallInteractive calls a method with the ALLOW_INTERACTIVE_AUTHORIZATION
+// header flag, so polkit may ask the user (through their desktop's or
+// terminal's agent). godbus's Object.Call drops that flag, so the message is
+// built here.
+func (c *Client) CallInteractive(ctx context.Context, method string, args ...any) *godbus.Call {
+	msg := &godbus.Message{
+		Type:  godbus.TypeMethodCall,
+		Flags: godbus.FlagAllowInteractiveAuthorization,
+		Headers: map[godbus.HeaderField]godbus.Variant{
+			godbus.FieldPath:        godbus.MakeVariant(ObjectPath),
+			godbus.FieldInterface:   godbus.MakeVariant(Interface),
+			godbus.FieldMember:      godbus.MakeVariant(method),
+			godbus.FieldDestination: godbus.MakeVariant(BusName),
+		},
+		Body: args,
+	}
+	if len(args) > 0 {
+		msg.Headers[godbus.FieldSignature] = godbus.MakeVariant(godbus.SignatureOf(args...))
+	}
+	return <-c.conn.SendWithContext(ctx, msg, make(chan *godbus.Call, 1)).Done
+}
+
+// Options turns plain Go values into an a{sv} dictionary.
+func Options(m map[string]any) map[string]godbus.Variant {
+	out := make(map[string]godbus.Variant, len(m))
+	for k, v := range m {
+		out[k] = godbus.MakeVariant(v)
+	}
+	return out
+}
+
+// Plain unwraps variants recursively, for JSON output.
+func Plain(v any) any {
+	switch t := v.(type) {
+	case godbus.Variant:
+		return Plain(t.Value())
+	case map[string]godbus.Variant:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[k] = Plain(x)
+		}
+		return out
+	case []map[string]godbus.Variant:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = Plain(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = Plain(x)
+		}
+		return out
+	default:
+		return v
+	}
+}

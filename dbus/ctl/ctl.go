@@ -1,0 +1,171 @@
+// Package ctl implements npllmctl's commands over the dbus client. Each
+// command prints for people by default and JSON with --json.
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	npbus "github.com/npllm/npllm/dbus"
+)
+
+// Usage is npllmctl's --help text.
+const Usage = `Usage: npllmctl [--json] [--timeout DURATION] COMMAND [ARGS]
+
+npllmctl talks to npllmd, the npllm system daemon, over the system bus
+(org.npllm.Assistant). Reading is open to every local user; acting on
+processes and units is authorized by polkit, which may ask for a password.
+
+Commands:
+  status                 health, load, CPU, memory, swap, pressure, sensors
+                         and active alerts, at a glance
+  top [--sort cpu|memory|io] [--limit N] [--user UID]
+                         processes, busiest first (default: cpu, 20)
+  ps PID                 everything npllmd knows about one process
+
+Options:
+  --json                 print machine-readable JSON instead of text
+  --timeout DURATION     give up on npllmd after this long (default 10s)
+  -h, --help             show this help
+
+Environment:
+  DBUS_SYSTEM_BUS_ADDRESS  the bus to use instead of the system bus (set by
+                           "make run" for a private development bus)
+
+Exit status: 0 on success, 1 when npllmd refused or failed (the reason is
+printed on one line), 2 on bad usage, 3 when npllmd is not reachable.
+`
+
+// ExitError carries an exit status with its one-line reason.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+func usageErr(format string, args ...any) error {
+	return &ExitError{Code: 2, Err: fmt.Errorf(format, args...)}
+}
+
+// Env is where a command runs.
+type Env struct {
+	Out     io.Writer
+	JSON    bool
+	Timeout time.Duration
+	// Connect opens the client (replaced in tests only by the same function
+	// pointed at a private bus).
+	Connect func(context.Context) (*npbus.Client, error)
+}
+
+type command struct {
+	name string
+	run  func(ctx context.Context, env *Env, c *npbus.Client, args []string) error
+}
+
+var commands = map[string]command{}
+
+func register(c command) { commands[c.name] = c }
+
+// Run parses the arguments and runs one command.
+func Run(ctx context.Context, env *Env, args []string) error {
+	global := flag.NewFlagSet("npllmctl", flag.ContinueOnError)
+	global.SetOutput(io.Discard)
+	global.BoolVar(&env.JSON, "json", false, "")
+	global.DurationVar(&env.Timeout, "timeout", 10*time.Second, "")
+	help := global.Bool("help", false, "")
+	global.BoolVar(help, "h", false, "")
+	if err := global.Parse(args); err != nil {
+		return usageErr("%v (see npllmctl --help)", err)
+	}
+	rest := global.Args()
+	if *help || len(rest) == 0 || rest[0] == "help" {
+		fmt.Fprint(env.Out, Usage)
+		return nil
+	}
+	cmd, ok := commands[rest[0]]
+	if !ok {
+		return usageErr("unknown command %q (see npllmctl --help)", rest[0])
+	}
+	ctx, cancel := context.WithTimeout(ctx, env.Timeout)
+	defer cancel()
+	client, err := env.Connect(ctx)
+	if err != nil {
+		return &ExitError{Code: 3, Err: err}
+	}
+	defer client.Close()
+	if err := cmd.run(ctx, env, client, rest[1:]); err != nil {
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return err
+		}
+		return &ExitError{Code: 1, Err: explain(err)}
+	}
+	return nil
+}
+
+// explain turns D-Bus errors into one plain sentence.
+func explain(err error) error {
+	name, msg := npbus.ErrorName(err), npbus.ErrorMessage(err)
+	switch name {
+	case "":
+		return err
+	case npbus.ErrNotAuthorized, npbus.ErrAccessDenied:
+		return fmt.Errorf("not authorized: %s", msg)
+	case npbus.ErrInteractiveAuthorizationRequired:
+		return fmt.Errorf("authentication is required but no polkit agent could ask you: %s (run pkttyagent, or use a desktop session)", msg)
+	case npbus.ErrNoSuchProcess:
+		return fmt.Errorf("no such process: %s", msg)
+	case npbus.ErrProcessChanged:
+		return fmt.Errorf("the process changed: %s", msg)
+	case npbus.ErrInvalidArgument, npbus.ErrInvalidArgs:
+		return fmt.Errorf("invalid argument: %s", msg)
+	case npbus.ErrNotSupported:
+		return fmt.Errorf("not supported here: %s", msg)
+	}
+	return fmt.Errorf("%s (%s)", msg, name)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// HumanBytes formats a byte count with binary units.
+func HumanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func pad(s string, n int) string {
+	if len(s) >= n {
+		return s
+	}
+	return s + strings.Repeat(" ", n-len(s))
+}

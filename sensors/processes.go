@@ -1,0 +1,372 @@
+package sensors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/procfs"
+)
+
+// The "processes" sensor is the on-demand process table behind GetProcesses
+// and GetProcess. It scans /proc only when asked, so an idle daemon costs
+// nothing here.
+func init() {
+	Register(Registration{
+		Name:        "processes",
+		Description: "process table (cpu, memory, io, unit) from /proc, read on demand",
+		DefaultOn:   true,
+		Variants:    []Variant{{Name: "procfs", Start: startProcesses}},
+	})
+}
+
+// ErrNoSuchProcess is returned (wrapped) for a pid that does not exist.
+var ErrNoSuchProcess = errors.New("no such process")
+
+// MaxCmdline bounds the command line returned for a process.
+const MaxCmdline = 4096
+
+// userHZ is the kernel's USER_HZ, the unit of /proc/pid/stat times; it is
+// 100 on every Linux architecture that npllm supports.
+const userHZ = 100
+
+// Process is one row of the process table.
+type Process struct {
+	PID, PPID    uint32
+	UID          uint32
+	User         string
+	Comm         string
+	Cmdline      string
+	State        string
+	StartTime    uint64 // clock ticks since boot: field 22 of /proc/pid/stat
+	Nice         int32
+	Threads      uint32
+	RSSBytes     uint64
+	CPUPercent   float64 // of one CPU, over the sampling window
+	IOReadBytes  uint64
+	IOWriteBytes uint64
+	Cgroup       string
+	Unit         string
+	KernelThread bool
+
+	cpuTicks uint64 // utime+stime when read
+}
+
+// ListOptions selects and orders processes.
+type ListOptions struct {
+	SortBy string // "cpu" (default), "memory", "io"
+	Limit  int    // 0 = all
+	UID    *uint32
+}
+
+// ValidSortKeys are the accepted ListOptions.SortBy values.
+var ValidSortKeys = []string{"cpu", "memory", "io"}
+
+type procKey struct {
+	pid   uint32
+	start uint64
+}
+
+type cpuSample struct {
+	ticks uint64
+	at    time.Time
+}
+
+// ProcessTable reads processes from procfs. CPU percentages need two
+// samples: the table remembers the last one per (pid, start_time); when it
+// has none recent enough it takes a second sample after cpuWindow.
+type ProcessTable struct {
+	fs   procfs.FS
+	root string
+
+	mu    sync.Mutex
+	prev  map[procKey]cpuSample
+	users map[uint32]string
+	scans uint64
+}
+
+const (
+	cpuWindow   = 250 * time.Millisecond
+	cpuMaxAge   = 30 * time.Second
+	cpuMinDelta = 100 * time.Millisecond
+)
+
+func startProcesses(_ context.Context, env *Env) (Running, error) {
+	return NewProcessTable(env.ProcRoot)
+}
+
+// NewProcessTable opens the process table on a procfs mount.
+func NewProcessTable(procRoot string) (*ProcessTable, error) {
+	fs, err := procfs.NewFS(procRoot)
+	if err != nil {
+		return nil, &Unavailable{Reason: "procfs: " + err.Error(), Fix: "mount /proc"}
+	}
+	return &ProcessTable{fs: fs, root: procRoot, prev: map[procKey]cpuSample{}, users: map[uint32]string{}}, nil
+}
+
+func (t *ProcessTable) Counters() map[string]uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return map[string]uint64{"scans": t.scans}
+}
+
+func (t *ProcessTable) Close() error { return nil }
+
+// List returns processes sorted and limited as asked.
+func (t *ProcessTable) List(opts ListOptions) ([]Process, error) {
+	procs, err := t.fs.AllProcs()
+	if err != nil {
+		return nil, fmt.Errorf("list /proc: %w", err)
+	}
+	out := make([]Process, 0, len(procs))
+	for _, p := range procs {
+		info, err := t.read(p, false)
+		if err != nil {
+			continue // exited while we looked
+		}
+		if opts.UID != nil && info.UID != *opts.UID {
+			continue
+		}
+		out = append(out, info)
+	}
+	t.fillCPU(out, opts.UID == nil)
+	sortProcesses(out, opts.SortBy)
+	if opts.Limit > 0 && len(out) > opts.Limit {
+		out = out[:opts.Limit]
+	}
+	for i := range out {
+		out[i].Cmdline = t.cmdline(int(out[i].PID))
+	}
+	return out, nil
+}
+
+// Get returns one process with all details.
+func (t *ProcessTable) Get(pid uint32) (Process, error) {
+	if pid == 0 {
+		return Process{}, fmt.Errorf("pid 0: %w", ErrNoSuchProcess)
+	}
+	p, err := t.fs.Proc(int(pid))
+	if err != nil {
+		return Process{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
+	}
+	info, err := t.read(p, true)
+	if err != nil {
+		return Process{}, err
+	}
+	one := []Process{info}
+	t.fillCPU(one, false)
+	return one[0], nil
+}
+
+// read gathers one process; full adds cmdline.
+func (t *ProcessTable) read(p procfs.Proc, full bool) (Process, error) {
+	st, err := p.Stat()
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Process{}, fmt.Errorf("pid %d: %w", p.PID, ErrNoSuchProcess)
+		}
+		return Process{}, fmt.Errorf("pid %d: %w", p.PID, err)
+	}
+	info := Process{
+		PID: uint32(st.PID), PPID: uint32(st.PPID), Comm: st.Comm, State: st.State,
+		StartTime: st.Starttime, Nice: int32(st.Nice), Threads: uint32(st.NumThreads),
+		RSSBytes: uint64(max(st.ResidentMemory(), 0)),
+		// Kernel threads descend from kthreadd (pid 2) and have no mm.
+		KernelThread: st.PID == 2 || st.PPID == 2,
+	}
+	if status, err := p.NewStatus(); err == nil {
+		info.UID = uint32(status.UIDs[0])
+	}
+	info.User = t.userName(info.UID)
+	if pio, err := p.IO(); err == nil {
+		info.IOReadBytes, info.IOWriteBytes = pio.ReadBytes, pio.WriteBytes
+	}
+	info.Cgroup, info.Unit = readCgroup(path.Join(t.root, strconv.Itoa(p.PID), "cgroup"))
+	if full {
+		info.Cmdline = t.cmdline(p.PID)
+	}
+	info.cpuTicks = uint64(st.UTime + st.STime)
+	return info, nil
+}
+
+// ReadStat re-reads the identity of a pid: start time, real uid and comm.
+// actions/ uses it after opening a pidfd to make sure the pid still names
+// the same process.
+func ReadStat(procRoot string, pid uint32) (startTime uint64, uid uint32, comm string, kernelThread bool, err error) {
+	fs, err := procfs.NewFS(procRoot)
+	if err != nil {
+		return 0, 0, "", false, err
+	}
+	p, err := fs.Proc(int(pid))
+	if err != nil {
+		return 0, 0, "", false, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0, 0, "", false, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
+	}
+	status, err := p.NewStatus()
+	if err != nil {
+		return 0, 0, "", false, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
+	}
+	return st.Starttime, uint32(status.UIDs[0]), st.Comm, st.PID == 2 || st.PPID == 2, nil
+}
+
+// fillCPU computes CPUPercent against the remembered sample of each process;
+// when any is missing, too fresh or too old, it samples again after
+// cpuWindow and uses that window instead. It forgets processes that are gone
+// (after a full listing) so the memory stays the size of the table.
+func (t *ProcessTable) fillCPU(procs []Process, fullListing bool) {
+	now := time.Now()
+	base := make(map[procKey]cpuSample, len(procs))
+	t.mu.Lock()
+	fresh := true
+	for _, p := range procs {
+		k := procKey{p.PID, p.StartTime}
+		s, ok := t.prev[k]
+		if age := now.Sub(s.at); !ok || age < cpuMinDelta || age > cpuMaxAge {
+			fresh = false
+		}
+		base[k] = s
+	}
+	t.mu.Unlock()
+
+	if !fresh {
+		for i, p := range procs {
+			base[procKey{p.PID, p.StartTime}] = cpuSample{ticks: p.cpuTicks, at: now}
+			if ticks, ok := t.cpuTicksAfter(p, i == 0); ok {
+				procs[i].cpuTicks = ticks
+			}
+		}
+		now = time.Now()
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.scans++
+	if fullListing || len(t.prev) > 1<<16 {
+		clear(t.prev)
+	}
+	for i := range procs {
+		k := procKey{procs[i].PID, procs[i].StartTime}
+		cur := cpuSample{ticks: procs[i].cpuTicks, at: now}
+		if s := base[k]; cur.at.After(s.at) && cur.ticks >= s.ticks {
+			procs[i].CPUPercent = 100 * float64(cur.ticks-s.ticks) / userHZ / cur.at.Sub(s.at).Seconds()
+		}
+		t.prev[k] = cur
+	}
+}
+
+// cpuTicksAfter re-reads a process's CPU time; the first call of a round
+// waits cpuWindow so that all re-reads see the same window.
+func (t *ProcessTable) cpuTicksAfter(p Process, wait bool) (uint64, bool) {
+	if wait {
+		time.Sleep(cpuWindow)
+	}
+	return t.cpuTicks(p.PID, p.StartTime)
+}
+
+func (t *ProcessTable) cpuTicks(pid uint32, start uint64) (uint64, bool) {
+	p, err := t.fs.Proc(int(pid))
+	if err != nil {
+		return 0, false
+	}
+	st, err := p.Stat()
+	if err != nil || st.Starttime != start {
+		return 0, false
+	}
+	return uint64(st.UTime + st.STime), true
+}
+
+func (t *ProcessTable) cmdline(pid int) string {
+	b, err := os.ReadFile(path.Join(t.root, strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return ""
+	}
+	if len(b) > MaxCmdline {
+		b = b[:MaxCmdline]
+	}
+	return strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")
+}
+
+func (t *ProcessTable) userName(uid uint32) string {
+	t.mu.Lock()
+	name, ok := t.users[uid]
+	t.mu.Unlock()
+	if ok {
+		return name
+	}
+	name = strconv.FormatUint(uint64(uid), 10)
+	if u, err := user.LookupId(name); err == nil {
+		name = u.Username
+	}
+	t.mu.Lock()
+	if len(t.users) > 4096 {
+		clear(t.users)
+	}
+	t.users[uid] = name
+	t.mu.Unlock()
+	return name
+}
+
+// readCgroup returns the process's cgroup v2 path (or the first hierarchy's
+// on v1) and the systemd unit it belongs to, if any.
+func readCgroup(file string) (cgroup, unit string) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", ""
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" || cgroup == "" {
+			cgroup = parts[2]
+		}
+	}
+	return cgroup, UnitFromCgroup(cgroup)
+}
+
+// UnitFromCgroup names the innermost systemd unit in a cgroup path:
+// "/user.slice/user-1000.slice/user@1000.service/app.slice/foo.service" →
+// "foo.service".
+func UnitFromCgroup(cg string) string {
+	parts := strings.Split(cg, "/")
+	for i := len(parts) - 1; i >= 0; i-- {
+		p := parts[i]
+		if strings.HasSuffix(p, ".service") || strings.HasSuffix(p, ".scope") {
+			return p
+		}
+	}
+	return ""
+}
+
+func sortProcesses(procs []Process, by string) {
+	key := func(p *Process) float64 {
+		switch by {
+		case "memory":
+			return float64(p.RSSBytes)
+		case "io":
+			return float64(p.IOReadBytes + p.IOWriteBytes)
+		default:
+			return p.CPUPercent
+		}
+	}
+	sort.SliceStable(procs, func(i, j int) bool {
+		ki, kj := key(&procs[i]), key(&procs[j])
+		if ki != kj {
+			return ki > kj
+		}
+		return procs[i].PID < procs[j].PID
+	})
+}
