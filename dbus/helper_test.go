@@ -1,0 +1,103 @@
+package dbus_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/dbus/devbus"
+)
+
+// binDir holds npllmd, npllmctl and a copy of this test binary ("self"),
+// readable by the unprivileged test users.
+var binDir string
+
+func TestMain(m *testing.M) {
+	if op := os.Getenv("NPLLM_TEST_HELPER"); op != "" {
+		os.Exit(runHelper(op, os.Args[len(os.Args)-1]))
+	}
+	if os.Geteuid() == 0 || os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
+		dir, err := devbus.BuildBinaries("./cmd/npllmd", "./cmd/npllmctl")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binDir = dir
+	}
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func bin(name string) string { return filepath.Join(binDir, name) }
+
+// helperResult is what a helper process prints.
+type helperResult struct {
+	Error   string          `json:"error,omitempty"`
+	Message string          `json:"message,omitempty"`
+	Value   json.RawMessage `json:"value,omitempty"`
+}
+
+// runHelper performs one bus operation as whatever user runs it.
+func runHelper(op, arg string) int {
+	conn, err := godbus.ConnectSystemBus()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	obj := conn.Object(npbus.BusName, npbus.ObjectPath)
+	var value any
+	switch op {
+	case "getall":
+		var all map[string]godbus.Variant
+		err = obj.Call("org.freedesktop.DBus.Properties.GetAll", 0, npbus.Interface).Store(&all)
+		value = npbus.Plain(all)
+	case "getprocesses":
+		var procs []map[string]godbus.Variant
+		err = obj.Call(npbus.Interface+".GetProcesses", 0, map[string]godbus.Variant{"limit": godbus.MakeVariant(uint32(0))}).Store(&procs)
+		value = npbus.Plain(procs)
+	case "own":
+		var reply godbus.RequestNameReply
+		reply, err = conn.RequestName(npbus.BusName, godbus.NameFlagDoNotQueue)
+		value = reply
+	case "foreign-interface":
+		err = obj.Call("org.npllm.NotOurs.Frobnicate", 0).Err
+	default:
+		err = fmt.Errorf("unknown helper op %q (arg %q)", op, arg)
+	}
+	res := helperResult{}
+	if err != nil {
+		res.Error, res.Message = npbus.ErrorName(err), npbus.ErrorMessage(err)
+	}
+	res.Value, _ = json.Marshal(value)
+	json.NewEncoder(os.Stdout).Encode(res)
+	return 0
+}
+
+// asUser runs a helper op as u on b and decodes its result.
+func asUser(t *testing.T, b *devbus.Bus, u devbus.User, op string) helperResult {
+	t.Helper()
+	cmd := u.Command(b, bin("self"), "helper")
+	cmd.Env = append(cmd.Env, "NPLLM_TEST_HELPER="+op)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("helper %s as %s: %v\n%s", op, u.Name, err, stderr)
+	}
+	var res helperResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("helper %s output %q: %v", op, out, err)
+	}
+	return res
+}

@@ -1,0 +1,8 @@
+package sensors
+
+import (
+	"io"
+	"log/slog"
+)
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
