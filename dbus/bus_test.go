@@ -21,7 +21,7 @@ import (
 
 // startDaemon gives a test a private bus with polkitd and an npllmd on it,
 // plus a root client connection.
-func startDaemon(t *testing.T, args ...string) (*devbus.Bus, *devbus.Daemon, *npbus.Client) {
+func startDaemon(t testing.TB, args ...string) (*devbus.Bus, *devbus.Daemon, *npbus.Client) {
 	t.Helper()
 	b := devbus.ForTest(t)
 	d := b.DaemonForTest(t, bin("npllmd"), args...)
