@@ -2,11 +2,14 @@ package dbus_test
 
 import (
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	godbus "github.com/godbus/dbus/v5"
 
 	npbus "github.com/npllm/npllm/dbus"
 )
@@ -88,4 +91,72 @@ func rssKB(b *testing.B, pid int) uint64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkSignalProcessVsCheckAuthorizationVsPing interleaves an authorized
+// SignalProcess (SIGCONT to a sleeping child; a .rules file grants it),
+// a bare polkit CheckAuthorization for the same action and subject, and a
+// Ping to npllmd (goal: SignalProcess p50 ≤ CheckAuthorization p50 + 1.5 × Ping p50).
+func BenchmarkSignalProcessVsCheckAuthorizationVsPing(b *testing.B) {
+	bus, _, c := startDaemon(b)
+	if err := bus.WriteRule("50-bench.rules", `polkit.addRule(function(action, subject) {
+  if (action.id == "org.npllm.Assistant.manage-own-process") return polkit.Result.YES; });`); err != nil {
+		b.Fatal(err)
+	}
+	child := exec.Command("sleep", "3600")
+	if err := child.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	pid := uint32(child.Process.Pid)
+	start := statFieldB(b, pid, 22)
+	conn := c.Conn()
+	obj := conn.Object(npbus.BusName, npbus.ObjectPath)
+	authority := conn.Object("org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority")
+	subject := struct {
+		Kind    string
+		Details map[string]godbus.Variant
+	}{"system-bus-name", map[string]godbus.Variant{"name": godbus.MakeVariant(conn.Names()[0])}}
+	details := map[string]string{"pid": strconv.Itoa(int(pid)), "signal": "CONT"}
+	const samples = 1000
+	for range b.N {
+		var sp, ca, pg []time.Duration
+		for range samples {
+			t0 := time.Now()
+			if err := obj.Call(npbus.Interface+".SignalProcess", 0, pid, start, "CONT", map[string]godbus.Variant{}).Err; err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			var res struct {
+				A, B bool
+				D    map[string]string
+			}
+			if err := authority.Call("org.freedesktop.PolicyKit1.Authority.CheckAuthorization", 0, subject,
+				"org.npllm.Assistant.manage-own-process", details, uint32(0), "").Store(&res); err != nil || !res.A {
+				b.Fatalf("CheckAuthorization: %v %v", err, res)
+			}
+			t2 := time.Now()
+			if err := obj.Call("org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
+				b.Fatal(err)
+			}
+			t3 := time.Now()
+			sp, ca, pg = append(sp, t1.Sub(t0)), append(ca, t2.Sub(t1)), append(pg, t3.Sub(t2))
+		}
+		s, a, p := p50(sp), p50(ca), p50(pg)
+		b.ReportMetric(float64(s.Microseconds()), "signal-p50-µs")
+		b.ReportMetric(float64(a.Microseconds()), "checkauth-p50-µs")
+		b.ReportMetric(float64(p.Microseconds()), "ping-p50-µs")
+		b.ReportMetric(float64(s-a)/float64(p), "(signal-checkauth)/ping")
+	}
+}
+
+func statFieldB(b *testing.B, pid uint32, n int) uint64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	v, _ := strconv.ParseUint(f[n-3], 10, 64)
+	return v
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 
 	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/npllm/npllm/actions"
+	"github.com/npllm/npllm/sensors"
 )
 
 // Error names of the API. Every failure reaches a client as exactly one of
@@ -38,6 +41,18 @@ type Named interface {
 	DBusErrorName() string
 }
 
+// sentinels maps the domain packages' errors to their D-Bus names.
+var sentinels = []struct {
+	err  error
+	name string
+}{
+	{actions.ErrInvalidArgument, ErrInvalidArgument},
+	{actions.ErrNoSuchProcess, ErrNoSuchProcess},
+	{sensors.ErrNoSuchProcess, ErrNoSuchProcess},
+	{actions.ErrProcessChanged, ErrProcessChanged},
+	{actions.ErrNotSupported, ErrNotSupported},
+}
+
 // ToDBus maps any error to exactly one named D-Bus error at the boundary.
 func ToDBus(err error) *godbus.Error {
 	if err == nil {
@@ -46,6 +61,11 @@ func ToDBus(err error) *godbus.Error {
 	var derr *godbus.Error
 	if errors.As(err, &derr) {
 		return derr
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			return NewError(s.name, "%s", err.Error())
+		}
 	}
 	var n Named
 	if errors.As(err, &n) {

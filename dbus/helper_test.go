@@ -1,12 +1,16 @@
 package dbus_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -19,6 +23,11 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("NPLLM_TEST_HELPER") == "sleep" {
+		// A victim process with several threads (Go's runtime starts them).
+		time.Sleep(time.Hour)
+		os.Exit(0)
+	}
 	if op := os.Getenv("NPLLM_TEST_HELPER"); op != "" {
 		os.Exit(runHelper(op, os.Args[len(os.Args)-1]))
 	}
@@ -70,6 +79,22 @@ func runHelper(op, arg string) int {
 		value = reply
 	case "foreign-interface":
 		err = obj.Call("org.npllm.NotOurs.Frobnicate", 0).Err
+	case "act", "act-interactive", "act-after-stdin":
+		// arg: JSON {"method": M, "pid": P, "start": S, "value": V, "level": L}
+		var a actArgs
+		if err = json.Unmarshal([]byte(arg), &a); err != nil {
+			break
+		}
+		if op == "act-after-stdin" {
+			fmt.Fscanln(os.Stdin)
+		}
+		client := npbus.NewClient(conn)
+		args := a.dbusArgs()
+		if op == "act" {
+			err = obj.Call(npbus.Interface+"."+a.Method, 0, args...).Err
+		} else {
+			err = client.CallInteractive(context.Background(), a.Method, args...).Err
+		}
 	default:
 		err = fmt.Errorf("unknown helper op %q (arg %q)", op, arg)
 	}
@@ -82,11 +107,35 @@ func runHelper(op, arg string) int {
 	return 0
 }
 
+// actArgs describes one privileged call for a helper.
+type actArgs struct {
+	Method string `json:"method"`
+	PID    uint32 `json:"pid"`
+	Start  uint64 `json:"start"`
+	Value  string `json:"value"` // signal, nice, I/O class, or unit
+	Level  int32  `json:"level"` // I/O level, or the verb's index for ManageUnit
+	Verb   string `json:"verb"`
+}
+
+func (a actArgs) dbusArgs() []any {
+	none := map[string]godbus.Variant{}
+	switch a.Method {
+	case "SetProcessPriority":
+		n, _ := strconv.Atoi(a.Value)
+		return []any{a.PID, a.Start, int32(n), none}
+	case "SetProcessIOPriority":
+		return []any{a.PID, a.Start, a.Value, a.Level, none}
+	case "ManageUnit":
+		return []any{a.Value, a.Verb, none}
+	default:
+		return []any{a.PID, a.Start, a.Value, none}
+	}
+}
+
 // asUser runs a helper op as u on b and decodes its result.
-func asUser(t *testing.T, b *devbus.Bus, u devbus.User, op string) helperResult {
+func asUser(t *testing.T, b *devbus.Bus, u devbus.User, op string, arg ...any) helperResult {
 	t.Helper()
-	cmd := u.Command(b, bin("self"), "helper")
-	cmd.Env = append(cmd.Env, "NPLLM_TEST_HELPER="+op)
+	cmd := helperCmd(b, u, op, arg...)
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte
@@ -100,4 +149,20 @@ func asUser(t *testing.T, b *devbus.Bus, u devbus.User, op string) helperResult 
 		t.Fatalf("helper %s output %q: %v", op, out, err)
 	}
 	return res
+}
+
+// helperCmd prepares a helper process as u; arg, if any, is passed as JSON.
+func helperCmd(b *devbus.Bus, u devbus.User, op string, arg ...any) *exec.Cmd {
+	a := "-"
+	if len(arg) > 0 {
+		data, _ := json.Marshal(arg[0])
+		a = string(data)
+	}
+	cmd := u.Command(b, bin("self"), a)
+	cmd.Env = append(cmd.Env, "NPLLM_TEST_HELPER="+op)
+	return cmd
+}
+
+func jsonUnmarshal(s string, v any) error {
+	return json.NewDecoder(strings.NewReader(s)).Decode(v)
 }

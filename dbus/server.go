@@ -12,6 +12,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
 
+	"github.com/npllm/npllm/actions"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
 )
@@ -23,6 +24,12 @@ type ServerConfig struct {
 	Refresh time.Duration
 	Sensors *sensors.Manager
 	Log     *slog.Logger
+	// Authority decides privileged methods; nil denies them all.
+	Authority *polkit.Authority
+	// Units performs ManageUnit; nil answers NotSupported.
+	Units *actions.Units
+	// ProcRoot is where processes are looked up ("/proc").
+	ProcRoot string
 }
 
 // Server is the org.npllm.Assistant1 object of npllmd.
@@ -47,6 +54,9 @@ func NewServer(conn *godbus.Conn, cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
 	}
 	contract, err := ParseContract()
 	if err != nil {
@@ -211,9 +221,13 @@ func (s *Server) sensorRows() []SensorRow {
 type call struct {
 	s      *Server
 	method string
+	rule   polkit.Rule
 	sender string
 	flags  godbus.Flags
 	start  time.Time
+	// audit collects the target and decision of a privileged call; end
+	// logs it whatever the outcome.
+	audit []any
 }
 
 // begin checks an incoming call against the contract. godbus converts
@@ -235,9 +249,11 @@ func (s *Server) begin(msg godbus.Message, method string) (*call, *godbus.Error)
 	if got != want {
 		return nil, NewError(ErrInvalidArgs, "%s takes arguments (%s), not (%s)", method, want, got)
 	}
-	if _, ok := polkit.Lookup(method); !ok {
+	rule, ok := polkit.Lookup(method)
+	if !ok {
 		return nil, NewError(ErrAccessDenied, "%s is not in the authorization table", method)
 	}
+	c.rule = rule
 	return c, nil
 }
 
@@ -248,41 +264,85 @@ func (c *call) end(derr **godbus.Error) {
 		c.s.log.Error("panic in method handler", "method", c.method, "sender", c.sender, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		*derr = NewError(ErrFailed, "internal error in %s; see the npllmd log", c.method)
 	}
+	result := "ok"
 	if *derr != nil {
-		c.s.log.Debug("call failed", "method", c.method, "sender", c.sender, "error", (*derr).Name, "duration", time.Since(c.start))
+		result = (*derr).Name
+	}
+	if c.rule.ReadOnly {
+		if *derr != nil {
+			c.s.log.Debug("call failed", "method", c.method, "sender", c.sender, "error", result)
+		}
+		return
+	}
+	id, _ := c.s.callers.lookup(c.sender)
+	attrs := append([]any{"method", c.method, "sender", c.sender, "caller_uid", id.uid, "caller_pid", id.pid, "result", result}, c.audit...)
+	if *derr != nil {
+		attrs = append(attrs, "reason", ErrorMessage(*derr))
+	}
+	c.s.log.Info("audit", attrs...)
+}
+
+// interactive reports whether the caller allows polkit to ask the user:
+// the ALLOW_INTERACTIVE_AUTHORIZATION flag, or options["interactive"] for
+// clients that cannot set it.
+func (c *call) interactive(o *optionReader) bool {
+	if c.flags&godbus.FlagAllowInteractiveAuthorization != 0 {
+		return true
+	}
+	v, _ := o.bool("interactive")
+	return v
+}
+
+// authorize asks polkit and turns its answer into nil or a named error.
+func (c *call) authorize(action string, details map[string]string, interactive bool) *godbus.Error {
+	c.audit = append(c.audit, "action", action, "interactive", interactive)
+	d := c.s.cfg.Authority.Check(context.Background(), c.sender, action, details, interactive)
+	switch d.Result {
+	case polkit.Authorized:
+		return nil
+	case polkit.ChallengeRequired:
+		return NewError(ErrInteractiveAuthorizationRequired, "%s", d.Reason)
+	default:
+		return NewError(ErrNotAuthorized, "%s", d.Reason)
 	}
 }
 
 // callerUID asks the bus who is calling (cached per unique name, which the
 // bus never reuses).
 func (c *call) callerUID() (uint32, error) {
-	return c.s.callers.uid(c.sender)
+	id, err := c.s.callers.lookup(c.sender)
+	return id.uid, err
 }
+
+type callerID struct{ uid, pid uint32 }
 
 type callerCache struct {
 	conn *godbus.Conn
 	mu   sync.Mutex
-	uids map[string]uint32
+	ids  map[string]callerID
 }
 
-func (cc *callerCache) uid(sender string) (uint32, error) {
+func (cc *callerCache) lookup(sender string) (callerID, error) {
 	if sender == "" {
-		return 0, errors.New("call has no sender")
+		return callerID{}, errors.New("call has no sender")
 	}
 	cc.mu.Lock()
-	uid, ok := cc.uids[sender]
+	id, ok := cc.ids[sender]
 	cc.mu.Unlock()
 	if ok {
-		return uid, nil
+		return id, nil
 	}
-	if err := cc.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&uid); err != nil {
-		return 0, fmt.Errorf("ask the bus for the uid of %s: %w", sender, err)
+	bus := cc.conn.BusObject()
+	if err := bus.Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&id.uid); err != nil {
+		return callerID{}, fmt.Errorf("ask the bus for the uid of %s: %w", sender, err)
 	}
+	// The pid is for the audit log only; authorization never uses it.
+	bus.Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, sender).Store(&id.pid)
 	cc.mu.Lock()
-	if cc.uids == nil || len(cc.uids) > 4096 {
-		cc.uids = map[string]uint32{}
+	if cc.ids == nil || len(cc.ids) > 4096 {
+		cc.ids = map[string]callerID{}
 	}
-	cc.uids[sender] = uid
+	cc.ids[sender] = id
 	cc.mu.Unlock()
-	return uid, nil
+	return id, nil
 }

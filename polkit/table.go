@@ -29,6 +29,11 @@ type Rule struct {
 var Methods = map[string]Rule{
 	"GetProcesses": {ReadOnly: true},
 	"GetProcess":   {ReadOnly: true},
+
+	"SignalProcess":        {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
+	"SetProcessPriority":   {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
+	"SetProcessIOPriority": {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
+	"ManageUnit":           {Action: ActionManageUnits},
 }
 
 // Lookup returns the rule of a method; ok is false for methods the table

@@ -90,7 +90,6 @@ type ProcessTable struct {
 
 	mu    sync.Mutex
 	prev  map[procKey]cpuSample
-	users map[uint32]string
 	scans uint64
 }
 
@@ -110,7 +109,7 @@ func NewProcessTable(procRoot string) (*ProcessTable, error) {
 	if err != nil {
 		return nil, &Unavailable{Reason: "procfs: " + err.Error(), Fix: "mount /proc"}
 	}
-	return &ProcessTable{fs: fs, root: procRoot, prev: map[procKey]cpuSample{}, users: map[uint32]string{}}, nil
+	return &ProcessTable{fs: fs, root: procRoot, prev: map[procKey]cpuSample{}}, nil
 }
 
 func (t *ProcessTable) Counters() map[string]uint64 {
@@ -298,10 +297,19 @@ func (t *ProcessTable) cmdline(pid int) string {
 	return strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")
 }
 
-func (t *ProcessTable) userName(uid uint32) string {
-	t.mu.Lock()
-	name, ok := t.users[uid]
-	t.mu.Unlock()
+func (t *ProcessTable) userName(uid uint32) string { return UserName(uid) }
+
+var userNames struct {
+	sync.Mutex
+	m map[uint32]string
+}
+
+// UserName names a uid ("1000" when it has no name), cached: user.LookupId
+// reads /etc/passwd on every call.
+func UserName(uid uint32) string {
+	userNames.Lock()
+	name, ok := userNames.m[uid]
+	userNames.Unlock()
 	if ok {
 		return name
 	}
@@ -309,12 +317,12 @@ func (t *ProcessTable) userName(uid uint32) string {
 	if u, err := user.LookupId(name); err == nil {
 		name = u.Username
 	}
-	t.mu.Lock()
-	if len(t.users) > 4096 {
-		clear(t.users)
+	userNames.Lock()
+	if userNames.m == nil || len(userNames.m) > 4096 {
+		userNames.m = map[uint32]string{}
 	}
-	t.users[uid] = name
-	t.mu.Unlock()
+	userNames.m[uid] = name
+	userNames.Unlock()
 	return name
 }
 

@@ -16,7 +16,9 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/npllm/npllm/actions"
 	"github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
 )
 
@@ -88,7 +90,12 @@ func run(log *slog.Logger, refresh time.Duration, forced map[string]string, enab
 	mgr := sensors.NewManager(ctx, &sensors.Env{Log: log, ForceVariant: forced}, enabled)
 	defer mgr.Close()
 
-	srv, err := dbus.NewServer(conn, dbus.ServerConfig{Version: version, Refresh: refresh, Sensors: mgr, Log: log})
+	units := &actions.Units{}
+	defer units.Close()
+	srv, err := dbus.NewServer(conn, dbus.ServerConfig{
+		Version: version, Refresh: refresh, Sensors: mgr, Log: log,
+		Authority: polkit.NewAuthority(conn), Units: units,
+	})
 	if err != nil {
 		return err
 	}

@@ -29,10 +29,21 @@ Commands:
   top [--sort cpu|memory|io] [--limit N] [--user UID]
                          processes, busiest first (default: cpu, 20)
   ps PID                 everything npllmd knows about one process
+  signal PID SIGNAL      send TERM, KILL, INT, HUP, STOP or CONT
+  renice PID NICE        set the nice value (-20..19) of every thread
+  ionice PID CLASS LEVEL set the I/O class (realtime, best-effort, idle)
+                         and level (0..7)
+  unit VERB UNIT         start, stop, restart or reload a systemd unit
+
+Acting commands identify the process by pid and start time, so a pid that
+is reused in between is refused rather than hit. They allow polkit to ask
+for a password through your desktop's or terminal's polkit agent (run
+"pkttyagent --process $$" in a plain terminal); polkit's refusal is printed
+in plain words.
 
 Options:
   --json                 print machine-readable JSON instead of text
-  --timeout DURATION     give up on npllmd after this long (default 10s)
+  --timeout DURATION     give up on npllmd after this long (default 2m, time to type a password)
   -h, --help             show this help
 
 Environment:
@@ -80,7 +91,7 @@ func Run(ctx context.Context, env *Env, args []string) error {
 	global := flag.NewFlagSet("npllmctl", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
 	global.BoolVar(&env.JSON, "json", false, "")
-	global.DurationVar(&env.Timeout, "timeout", 10*time.Second, "")
+	global.DurationVar(&env.Timeout, "timeout", 2*time.Minute, "")
 	help := global.Bool("help", false, "")
 	global.BoolVar(help, "h", false, "")
 	if err := global.Parse(args); err != nil {

@@ -1,0 +1,149 @@
+package actions
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/npllm/npllm/sensors"
+)
+
+// Target is a process pinned by a pidfd. A pid alone can be reused by an
+// unrelated process between the caller's look-up and our action, so the
+// caller names (pid, start_time); Open pins the pid with a pidfd first and
+// only then re-reads /proc/<pid>/stat: if start_time still matches, the
+// pidfd refers to the process the caller meant, and signals sent through it
+// cannot reach anyone else.
+type Target struct {
+	PID       uint32
+	StartTime uint64
+	UID       uint32
+	Comm      string
+	procRoot  string
+	pidfd     int
+}
+
+// Open pins the process (pid, startTime). Refused targets — pid 1, kernel
+// threads, npllmd itself — are ErrInvalidArgument.
+func Open(procRoot string, pid uint32, startTime uint64) (*Target, error) {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	switch {
+	case pid == 0:
+		return nil, invalid("pid 0 is not a process")
+	case pid == 1:
+		return nil, invalid("pid 1 (init) is never a target")
+	case int(pid) == os.Getpid():
+		return nil, invalid("npllmd does not act on itself")
+	}
+	fd, err := unix.PidfdOpen(int(pid), 0)
+	if err != nil {
+		switch {
+		case errors.Is(err, unix.ESRCH):
+			return nil, fmt.Errorf("%w: pid %d", ErrNoSuchProcess, pid)
+		case errors.Is(err, unix.EINVAL):
+			return nil, invalid("%d is a thread id, not a process id", pid)
+		}
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	t := &Target{PID: pid, procRoot: procRoot, pidfd: fd}
+	start, uid, comm, kthread, err := sensors.ReadStat(procRoot, pid)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("%w: pid %d", ErrNoSuchProcess, pid)
+	}
+	if kthread {
+		t.Close()
+		return nil, invalid("pid %d (%s) is a kernel thread", pid, comm)
+	}
+	if start != startTime {
+		t.Close()
+		return nil, fmt.Errorf("%w: pid %d now belongs to %s started at %d, not the process started at %d", ErrProcessChanged, pid, comm, start, startTime)
+	}
+	t.StartTime, t.UID, t.Comm = start, uid, comm
+	return t, nil
+}
+
+// Close releases the pidfd.
+func (t *Target) Close() error {
+	if t.pidfd < 0 {
+		return nil
+	}
+	err := unix.Close(t.pidfd)
+	t.pidfd = -1
+	return err
+}
+
+// Signal sends sig through the pidfd.
+func (t *Target) Signal(sig syscall.Signal) error {
+	if err := unix.PidfdSendSignal(t.pidfd, sig, nil, 0); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("%w: pid %d exited", ErrNoSuchProcess, t.PID)
+		}
+		return fmt.Errorf("pidfd_send_signal %d: %w", t.PID, err)
+	}
+	return nil
+}
+
+// SetNice sets the nice value of every thread (nice is per thread on Linux,
+// and renicing only the main thread leaves the workers as they were).
+// setpriority(2) takes a tid, not a pidfd; the window between our identity
+// check and the call is closed by checking, through the pidfd, that the
+// process is still alive before (a live pidfd holder keeps its pid from
+// being reused) and after.
+func (t *Target) SetNice(nice int32) error {
+	return t.eachThread(func(tid int) error {
+		return unix.Setpriority(unix.PRIO_PROCESS, tid, int(nice))
+	})
+}
+
+// SetIOPriority sets the I/O class and level of every thread.
+func (t *Target) SetIOPriority(class int, level int32) error {
+	const ioprioClassShift, ioprioWhoProcess = 13, 1
+	prio := uintptr(class<<ioprioClassShift | int(level))
+	return t.eachThread(func(tid int) error {
+		if _, _, e := unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), prio); e != 0 {
+			return e
+		}
+		return nil
+	})
+}
+
+func (t *Target) eachThread(fn func(tid int) error) error {
+	if err := t.alive(); err != nil {
+		return err
+	}
+	tasks, err := os.ReadDir(filepath.Join(t.procRoot, strconv.Itoa(int(t.PID)), "task"))
+	if err != nil {
+		return fmt.Errorf("%w: pid %d exited", ErrNoSuchProcess, t.PID)
+	}
+	for _, task := range tasks {
+		tid, err := strconv.Atoi(task.Name())
+		if err != nil {
+			continue
+		}
+		if err := fn(tid); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("pid %d thread %d: %w", t.PID, tid, err)
+		}
+	}
+	return t.alive()
+}
+
+// alive polls the pidfd: it becomes readable when the process exits.
+func (t *Target) alive() error {
+	fds := []unix.PollFd{{Fd: int32(t.pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	if err != nil {
+		return fmt.Errorf("poll pidfd: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: pid %d exited", ErrNoSuchProcess, t.PID)
+	}
+	return nil
+}

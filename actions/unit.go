@@ -1,0 +1,83 @@
+package actions
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+
+	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+)
+
+// Units asks systemd, over its own D-Bus API, to act on units. npllmd has
+// already authorized the caller with polkit's manage-units action; systemd
+// then sees root asking.
+type Units struct {
+	mu   sync.Mutex
+	conn *sdbus.Conn
+}
+
+// Booted reports whether systemd is PID 1 (sd_booted(3)).
+func Booted() bool {
+	fi, err := os.Lstat("/run/systemd/system")
+	return err == nil && fi.IsDir()
+}
+
+func (u *Units) connect(ctx context.Context) (*sdbus.Conn, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.conn != nil && u.conn.Connected() {
+		return u.conn, nil
+	}
+	if !Booted() {
+		return nil, fmt.Errorf("%w: systemd is not running as PID 1 on this machine", ErrNotSupported)
+	}
+	conn, err := sdbus.NewWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot reach systemd: %v", ErrNotSupported, err)
+	}
+	u.conn = conn
+	return conn, nil
+}
+
+// Manage queues verb on unit ("replace" mode, as systemctl does) and
+// returns the job's object path on systemd's bus.
+func (u *Units) Manage(ctx context.Context, unit, verb string) (godbus.ObjectPath, error) {
+	if err := ValidateUnitName(unit); err != nil {
+		return "", err
+	}
+	if err := ValidateVerb(verb); err != nil {
+		return "", err
+	}
+	conn, err := u.connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	var id int
+	switch verb {
+	case "start":
+		id, err = conn.StartUnitContext(ctx, unit, "replace", nil)
+	case "stop":
+		id, err = conn.StopUnitContext(ctx, unit, "replace", nil)
+	case "restart":
+		id, err = conn.RestartUnitContext(ctx, unit, "replace", nil)
+	case "reload":
+		id, err = conn.ReloadUnitContext(ctx, unit, "replace", nil)
+	}
+	if err != nil {
+		return "", fmt.Errorf("systemd refused to %s %s: %w", verb, unit, err)
+	}
+	return godbus.ObjectPath("/org/freedesktop/systemd1/job/" + strconv.Itoa(id)), nil
+}
+
+// Close drops the connection to systemd.
+func (u *Units) Close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.conn != nil {
+		u.conn.Close()
+		u.conn = nil
+	}
+}
