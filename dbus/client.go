@@ -129,6 +129,17 @@ func (c *Client) Process(ctx context.Context, pid uint32) (map[string]godbus.Var
 	return out, err
 }
 
+// Events calls GetEvents.
+func (c *Client) Events(ctx context.Context, afterSeq uint64, max uint32, filter map[string]any) (uint64, []map[string]godbus.Variant, error) {
+	call := c.obj.CallWithContext(ctx, Interface+".GetEvents", 0, afterSeq, max, Options(filter))
+	var last uint64
+	var evs []map[string]godbus.Variant
+	if err := call.Store(&last, &evs); err != nil {
+		return 0, nil, err
+	}
+	return last, evs, nil
+}
+
 // CallInteractive calls a method with the ALLOW_INTERACTIVE_AUTHORIZATION
 // header flag, so polkit may ask the user (through their desktop's or
 // terminal's agent). godbus's Object.Call drops that flag, so the message is

@@ -15,6 +15,7 @@ import (
 	"github.com/npllm/npllm/actions"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/sensors/journal"
 )
 
 // ServerConfig wires npllmd's parts into the D-Bus object.
@@ -30,6 +31,9 @@ type ServerConfig struct {
 	Units *actions.Units
 	// ProcRoot is where processes are looked up ("/proc").
 	ProcRoot string
+	// Journal serves GetEvents; Hub's counters are shown in Sensors.
+	Journal *journal.Journal
+	Hub     *sensors.Hub
 }
 
 // Server is the org.npllm.Assistant1 object of npllmd.
@@ -213,6 +217,16 @@ func (s *Server) sensorRows() []SensorRow {
 			d[k] = godbus.MakeVariant(v)
 		}
 		rows = append(rows, SensorRow{st.Name, st.Variant, st.State, d})
+	}
+	if s.cfg.Hub != nil {
+		d := map[string]godbus.Variant{"description": godbus.MakeVariant("event queue between sensors and the journal; drops are counted, never silent")}
+		for k, v := range s.cfg.Hub.Counters() {
+			d[k] = godbus.MakeVariant(v)
+		}
+		if s.cfg.Journal != nil {
+			d["journal_last_seq"] = godbus.MakeVariant(s.cfg.Journal.LastSeq())
+		}
+		rows = append(rows, SensorRow{"event-pipeline", "hub", sensors.StateRunning, d})
 	}
 	return rows
 }

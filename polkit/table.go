@@ -29,6 +29,7 @@ type Rule struct {
 var Methods = map[string]Rule{
 	"GetProcesses": {ReadOnly: true},
 	"GetProcess":   {ReadOnly: true},
+	"GetEvents":    {ReadOnly: true},
 
 	"SignalProcess":        {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"SetProcessPriority":   {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},

@@ -93,6 +93,8 @@ type Env struct {
 	// ForceVariant, when set for a sensor, restricts it to that variant
 	// (e.g. "processes" → "procfs" on machines where eBPF is forbidden).
 	ForceVariant map[string]string
+	// Hub receives the events of event sensors (nil: they cannot start).
+	Hub *Hub
 }
 
 // State of a sensor as shown to users.

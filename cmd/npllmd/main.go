@@ -20,6 +20,7 @@ import (
 	"github.com/npllm/npllm/dbus"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/sensors/journal"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -51,6 +52,8 @@ bus cannot be reached, 2 on bad options.
 	logLevel := flags.String("log-level", "info", "debug, info, warn or error")
 	force := flags.String("force-variant", "", "comma-separated sensor=variant pairs that restrict a sensor to one variant (e.g. processes=procfs)")
 	disable := flags.String("disable-sensor", "", "comma-separated sensors to leave off")
+	stateDir := flags.String("state-dir", defaultStateDir(), "where the event journal is kept ($STATE_DIRECTORY under systemd)")
+	queue := flags.Int("event-queue", 65536, "events buffered between sensors and the journal; beyond it events are dropped and counted")
 	showVersion := flags.Bool("version", false, "print the version and exit")
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
@@ -71,13 +74,28 @@ bus cannot be reached, 2 on bad options.
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
-	if err := run(log, *refresh, forced, disabledSet(*disable)); err != nil {
+	if err := run(log, options{*refresh, forced, disabledSet(*disable), *stateDir, *queue}); err != nil {
 		log.Error("npllmd stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, refresh time.Duration, forced map[string]string, enabled map[string]bool) error {
+type options struct {
+	refresh  time.Duration
+	forced   map[string]string
+	enabled  map[string]bool
+	stateDir string
+	queue    int
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return strings.Split(d, ":")[0]
+	}
+	return "/var/lib/npllm"
+}
+
+func run(log *slog.Logger, o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -87,14 +105,30 @@ func run(log *slog.Logger, refresh time.Duration, forced map[string]string, enab
 	}
 	defer conn.Close()
 
-	mgr := sensors.NewManager(ctx, &sensors.Env{Log: log, ForceVariant: forced}, enabled)
+	// sensors → hub (bounded, counted) → journal (seq, persisted) → subscribers
+	hub := sensors.NewHub(o.queue)
+	jrnl, err := journal.Open(o.stateDir, journal.Options{OnCommit: hub.Deliver})
+	if err != nil {
+		return err
+	}
+	hubDone := make(chan struct{})
+	go func() { hub.Run(jrnl.Append); close(hubDone) }()
+	defer func() {
+		hub.Close()
+		<-hubDone
+		if err := jrnl.Close(); err != nil {
+			log.Error("close journal", "err", err)
+		}
+	}()
+
+	mgr := sensors.NewManager(ctx, &sensors.Env{Log: log, ForceVariant: o.forced, Hub: hub}, o.enabled)
 	defer mgr.Close()
 
 	units := &actions.Units{}
 	defer units.Close()
 	srv, err := dbus.NewServer(conn, dbus.ServerConfig{
-		Version: version, Refresh: refresh, Sensors: mgr, Log: log,
-		Authority: polkit.NewAuthority(conn), Units: units,
+		Version: version, Refresh: o.refresh, Sensors: mgr, Log: log,
+		Authority: polkit.NewAuthority(conn), Units: units, Journal: jrnl, Hub: hub,
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,11 @@ Commands:
   top [--sort cpu|memory|io] [--limit N] [--user UID]
                          processes, busiest first (default: cpu, 20)
   ps PID                 everything npllmd knows about one process
+  events [--follow] [--kind K1,K2] [--pid PID] [--after SEQ] [--limit N]
+                         the event journal (process.exec, process.exit, …);
+                         --follow keeps printing new events
+  sensors                every sensor: the variant in use, why better ones
+                         were skipped, and its counters (drops included)
   signal PID SIGNAL      send TERM, KILL, INT, HUP, STOP or CONT
   renice PID NICE        set the nice value (-20..19) of every thread
   ionice PID CLASS LEVEL set the I/O class (realtime, best-effort, idle)
@@ -144,6 +149,8 @@ func explain(err error) error {
 	}
 	return fmt.Errorf("%s (%s)", msg, name)
 }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

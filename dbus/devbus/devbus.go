@@ -353,11 +353,19 @@ type Daemon struct {
 }
 
 // StartDaemon runs the npllmd binary on the bus and waits until it owns
-// org.npllm.Assistant. Its log goes to Dir/npllmd-<n>.log.
+// org.npllm.Assistant. Its log goes to Dir/npllmd-<n>.log; its journal to
+// Dir/state unless args name a --state-dir.
 func (b *Bus) StartDaemon(binary string, args ...string) (*Daemon, error) {
 	logf, err := os.CreateTemp(b.Dir, "npllmd-*.log")
 	if err != nil {
 		return nil, err
+	}
+	hasState := false
+	for _, a := range args {
+		hasState = hasState || strings.HasPrefix(a, "--state-dir")
+	}
+	if !hasState {
+		args = append([]string{"--state-dir=" + filepath.Join(b.Dir, "state")}, args...)
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+b.Address)

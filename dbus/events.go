@@ -1,0 +1,91 @@
+package dbus
+
+import (
+	"slices"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/sensors/journal"
+)
+
+const (
+	defaultEvents = 100
+	maxEvents     = 1000
+)
+
+func (a *api) GetEvents(msg godbus.Message, afterSeq uint64, max uint32, filter map[string]godbus.Variant) (lastSeq uint64, events []map[string]godbus.Variant, derr *godbus.Error) {
+	c, derr := a.s.begin(msg, "GetEvents")
+	if derr != nil {
+		return 0, nil, derr
+	}
+	defer c.end(&derr)
+	if a.s.cfg.Journal == nil {
+		return 0, nil, NewError(ErrNotSupported, "npllmd runs without an event journal")
+	}
+	n := int(max)
+	switch {
+	case n == 0:
+		n = defaultEvents
+	case n > maxEvents:
+		n = maxEvents
+	}
+	var f journal.Filter
+	o := optionReader{method: "GetEvents", opts: filter}
+	if v, ok := filter["kind"]; ok {
+		switch k := v.Value().(type) {
+		case string:
+			f.Kinds = []string{k}
+		case []string:
+			f.Kinds = k
+		default:
+			return 0, nil, NewError(ErrInvalidArgument, "GetEvents: filter \"kind\" must be s or as, not %s", v.Signature())
+		}
+	}
+	if v, ok := o.uint32("pid"); ok {
+		f.PID = &v
+	}
+	if v, ok := o.uint32("uid"); ok {
+		f.UID = &v
+	}
+	if v, ok := filter["since_ns"]; ok {
+		t, ok := v.Value().(uint64)
+		if !ok {
+			return 0, nil, NewError(ErrInvalidArgument, "GetEvents: filter \"since_ns\" must be t, not %s", v.Signature())
+		}
+		f.SinceNS = t
+	}
+	if o.err != nil {
+		return 0, nil, o.err
+	}
+	callerUID, err := c.callerUID()
+	if err != nil {
+		return 0, nil, ToDBus(err)
+	}
+	last, evs, err := a.s.cfg.Journal.Query(afterSeq, n, f)
+	if err != nil {
+		return 0, nil, ToDBus(err)
+	}
+	events = make([]map[string]godbus.Variant, 0, len(evs))
+	for i := range evs {
+		events = append(events, EventToDBus(&evs[i], callerUID))
+	}
+	return last, events, nil
+}
+
+// EventToDBus converts an event for a caller, withholding private fields
+// of other users' events.
+func EventToDBus(ev *sensors.Event, callerUID uint32) map[string]godbus.Variant {
+	m := make(map[string]godbus.Variant, len(ev.Fields)+3)
+	private := callerUID != 0 && (!ev.HasUID || ev.UID != callerUID)
+	for k, v := range ev.Fields {
+		if private && slices.Contains(sensors.PrivateFields, k) {
+			continue
+		}
+		m[k] = godbus.MakeVariant(v)
+	}
+	m["seq"] = godbus.MakeVariant(ev.Seq)
+	m["time_ns"] = godbus.MakeVariant(ev.TimeNS)
+	m["kind"] = godbus.MakeVariant(ev.Kind)
+	return m
+}

@@ -1,0 +1,129 @@
+package sensors
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Event is one thing that happened, as journaled and served by GetEvents.
+// Fields hold D-Bus-ready values only: uint32, uint64, int32, int64,
+// string, bool, []string.
+type Event struct {
+	Seq    uint64 // assigned by the journal, strictly increasing across restarts
+	TimeNS uint64 // unix ns
+	Kind   string // "process.exec", "process.exit", …
+	PID    uint32 // the process it is about (0 if none), for filters
+	UID    uint32 // its owner, for filters and privacy
+	HasUID bool
+	Fields map[string]any
+}
+
+// Private fields of an event: withheld from callers that are neither root
+// nor the event's owner (command lines and paths can carry secrets).
+var PrivateFields = []string{"argv", "filename", "cmdline", "saddr", "daddr"}
+
+// Hub takes events from sensors without ever blocking them: a full queue
+// drops the event and counts it. One goroutine drains the queue into the
+// sink (the journal), which hands committed events back to Subscribers.
+type Hub struct {
+	queue     chan Event
+	published atomic.Uint64
+	dropped   atomic.Uint64
+
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+}
+
+// NewHub makes a hub whose queue holds capacity events.
+func NewHub(capacity int) *Hub {
+	return &Hub{queue: make(chan Event, capacity), subs: map[*Subscription]struct{}{}}
+}
+
+// Publish queues an event; it never blocks.
+func (h *Hub) Publish(ev Event) {
+	select {
+	case h.queue <- ev:
+		h.published.Add(1)
+	default:
+		h.dropped.Add(1)
+	}
+}
+
+// Run drains the queue into sink until the queue is closed by Close.
+func (h *Hub) Run(sink func(Event)) {
+	for ev := range h.queue {
+		sink(ev)
+	}
+}
+
+// Close ends Run once the queue is drained.
+func (h *Hub) Close() { close(h.queue) }
+
+// Counters of the hub, for the Sensors property.
+func (h *Hub) Counters() map[string]uint64 {
+	out := map[string]uint64{
+		"queued":         h.published.Load(),
+		"dropped_queue":  h.dropped.Load(),
+		"queue_len":      uint64(len(h.queue)),
+		"queue_capacity": uint64(cap(h.queue)),
+	}
+	h.mu.Lock()
+	var subDrops uint64
+	for s := range h.subs {
+		subDrops += s.dropped.Load()
+	}
+	h.mu.Unlock()
+	out["dropped_subscribers"] = subDrops
+	return out
+}
+
+// Subscription receives committed events; when its buffer is full the
+// oldest event is dropped and counted, so a slow subscriber never stalls
+// the journal.
+type Subscription struct {
+	C       chan Event
+	dropped atomic.Uint64
+	hub     *Hub
+}
+
+// Subscribe registers a subscriber with a buffer of size events.
+func (h *Hub) Subscribe(size int) *Subscription {
+	s := &Subscription{C: make(chan Event, size), hub: h}
+	h.mu.Lock()
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+// Dropped counts events this subscriber lost.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Unsubscribe stops delivery.
+func (s *Subscription) Unsubscribe() {
+	s.hub.mu.Lock()
+	delete(s.hub.subs, s)
+	s.hub.mu.Unlock()
+}
+
+// Deliver hands committed events to every subscriber.
+func (h *Hub) Deliver(evs []Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		for _, ev := range evs {
+			for {
+				select {
+				case s.C <- ev:
+				default:
+					select {
+					case <-s.C:
+						s.dropped.Add(1)
+					default:
+					}
+					continue
+				}
+				break
+			}
+		}
+	}
+}

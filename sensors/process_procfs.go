@@ -1,0 +1,137 @@
+package sensors
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// procfsPoll is how often the procfs variant diffs /proc. Processes that
+// live shorter than this are missed, and exit codes are unknown: this is
+// the last rung of the ladder, for machines where eBPF is forbidden.
+const procfsPoll = 100 * time.Millisecond
+
+type processProcfs struct {
+	env     *Env
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	emitted atomic.Uint64
+	scans   atomic.Uint64
+}
+
+func startProcessProcfs(_ context.Context, env *Env) (Running, error) {
+	if env.Hub == nil {
+		return nil, errors.New("no event hub")
+	}
+	s := &processProcfs{env: env, stop: make(chan struct{})}
+	known, err := s.scan()
+	if err != nil {
+		return nil, &Unavailable{Reason: "cannot read " + env.ProcRoot + ": " + err.Error(), Fix: "mount /proc"}
+	}
+	s.wg.Add(1)
+	go s.loop(known)
+	return s, nil
+}
+
+type procfsEntry struct {
+	pid, ppid, uid uint32
+	start          uint64
+	comm           string
+}
+
+func (s *processProcfs) scan() (map[procKey]procfsEntry, error) {
+	dirs, err := os.ReadDir(s.env.ProcRoot)
+	if err != nil {
+		return nil, err
+	}
+	s.scans.Add(1)
+	out := make(map[procKey]procfsEntry, len(dirs))
+	self := uint32(os.Getpid())
+	for _, d := range dirs {
+		pid, err := strconv.ParseUint(d.Name(), 10, 32)
+		if err != nil || uint32(pid) == self {
+			continue
+		}
+		start, uid, comm, kthread, err := ReadStat(s.env.ProcRoot, uint32(pid))
+		if err != nil || kthread {
+			continue
+		}
+		ppid := readPPID(filepath.Join(s.env.ProcRoot, d.Name(), "stat"))
+		out[procKey{uint32(pid), start}] = procfsEntry{uint32(pid), ppid, uid, start, comm}
+	}
+	return out, nil
+}
+
+func readPPID(statFile string) uint32 {
+	b, err := os.ReadFile(statFile)
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[1], 10, 32)
+	return uint32(n)
+}
+
+func (s *processProcfs) loop(known map[procKey]procfsEntry) {
+	defer s.wg.Done()
+	t := time.NewTicker(procfsPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now, err := s.scan()
+		if err != nil {
+			continue
+		}
+		for k, e := range now {
+			if _, ok := known[k]; ok {
+				continue
+			}
+			dir := filepath.Join(s.env.ProcRoot, strconv.Itoa(int(e.pid)))
+			exe, _ := os.Readlink(filepath.Join(dir, "exe"))
+			argv := []string{}
+			if b, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
+				argv = splitArgs(b[:min(len(b), MaxCmdline)])
+			}
+			s.publish(Event{Kind: "process.exec", PID: e.pid, UID: e.uid, HasUID: true, Fields: map[string]any{
+				"pid": e.pid, "ppid": e.ppid, "uid": e.uid, "comm": e.comm, "filename": exe, "argv": argv, "start_time": e.start,
+			}})
+		}
+		for k, e := range known {
+			if _, ok := now[k]; !ok {
+				s.publish(Event{Kind: "process.exit", PID: e.pid, UID: e.uid, HasUID: true, Fields: map[string]any{
+					"pid": e.pid, "uid": e.uid, "comm": e.comm, "start_time": e.start,
+				}})
+			}
+		}
+		known = now
+	}
+}
+
+func (s *processProcfs) publish(ev Event) {
+	s.emitted.Add(1)
+	s.env.Hub.Publish(ev)
+}
+
+func (s *processProcfs) Counters() map[string]uint64 {
+	return map[string]uint64{"emitted": s.emitted.Load(), "scans": s.scans.Load()}
+}
+
+func (s *processProcfs) Close() error {
+	close(s.stop)
+	s.wg.Wait()
+	return nil
+}
