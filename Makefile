@@ -8,7 +8,7 @@ XML      := $(shell find dbus packaging systemd -name '*.xml' -o -name '*.conf' 
 # Integration tests start daemons and buses: run packages one at a time.
 TESTFLAGS ?= -p 1 -count=1 -timeout 30m
 
-.PHONY: all build run test bench lint clean
+.PHONY: all build run test bench lint clean generate check-generated
 
 all: build
 
@@ -20,8 +20,21 @@ build:
 run: build
 	$(BIN)/npllm-devbus --bin $(BIN)
 
-test: lint
+test: lint check-generated
 	$(GO) test $(TESTFLAGS) ./...
+
+# Rebuilds the eBPF objects and their Go loaders (needs clang and
+# libbpf-dev). vmlinux.h is refreshed only by "make vmlinux" (bpftool), as
+# it describes the kernel of the machine that dumps it.
+generate:
+	cd bpf && $(GO) generate ./...
+
+vmlinux:
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
+
+# Fails when the committed bpf2go outputs are not what the sources compile to.
+check-generated: generate
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed bpf2go outputs are stale; run make generate and commit"; exit 1; }
 
 bench: build
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -count 1 ./...

@@ -4,4 +4,4 @@
 // bpftool); vmlinux.h is dumped from /sys/kernel/btf/vmlinux by bpftool.
 package bpf
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel Process process.bpf.c
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -fdebug-compilation-dir=." -target bpfel Process process.bpf.c

@@ -79,7 +79,7 @@ func cpuTicks(b *testing.B, pid int) uint64 {
 	return ut + st
 }
 
-func rssKB(b *testing.B, pid int) uint64 {
+func rssKB(b testing.TB, pid int) uint64 {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		b.Fatal(err)

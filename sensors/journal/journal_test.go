@@ -1,0 +1,86 @@
+package journal
+
+import (
+	"testing"
+	"time"
+
+	"github.com/npllm/npllm/sensors"
+)
+
+func TestSeqSurvivesReopenAndTypesRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		j.Append(sensors.Event{Kind: "process.exec", PID: uint32(100 + i), UID: 1000, HasUID: true, Fields: map[string]any{
+			"pid": uint32(100 + i), "start_time": uint64(7), "exit_code": int32(-1), "argv": []string{"a", "b"}, "core_dumped": true, "comm": "x",
+		}})
+	}
+	last, evs, err := j.Query(0, 100, Filter{})
+	if err != nil || last != 5 || len(evs) != 5 {
+		t.Fatalf("Query: last %d, %d events, %v", last, len(evs), err)
+	}
+	f := evs[0].Fields
+	if f["pid"] != uint32(100) || f["start_time"] != uint64(7) || f["exit_code"] != int32(-1) || f["core_dumped"] != true || len(f["argv"].([]string)) != 2 {
+		t.Errorf("fields changed type or value: %#v", f)
+	}
+	j.Close()
+
+	j, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.Append(sensors.Event{Kind: "process.exit", PID: 1})
+	last, evs, _ = j.Query(5, 100, Filter{})
+	if last != 6 || len(evs) != 1 || evs[0].Seq != 6 {
+		t.Fatalf("after reopen: last %d, events %+v", last, evs)
+	}
+}
+
+func TestQueryFiltersAndPagesWithLastSeq(t *testing.T) {
+	j, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	for i := 0; i < 10; i++ {
+		kind := "process.exec"
+		if i%2 == 1 {
+			kind = "process.exit"
+		}
+		j.Append(sensors.Event{Kind: kind, PID: uint32(i)})
+	}
+	last, evs, _ := j.Query(0, 3, Filter{Kinds: []string{"process.exit"}})
+	if len(evs) != 3 || last != evs[2].Seq || evs[0].Kind != "process.exit" {
+		t.Fatalf("page 1: last %d %+v", last, evs)
+	}
+	last, evs, _ = j.Query(last, 3, Filter{Kinds: []string{"process.exit"}})
+	if len(evs) != 2 || last != 10 {
+		t.Fatalf("page 2: last %d, %d events (want 2 and the journal's last seq 10)", last, len(evs))
+	}
+	pid := uint32(4)
+	if _, evs, _ = j.Query(0, 100, Filter{PID: &pid}); len(evs) != 1 || evs[0].PID != 4 {
+		t.Fatalf("pid filter: %+v", evs)
+	}
+}
+
+func TestPruneKeepsTheNewestEvents(t *testing.T) {
+	j, err := Open(t.TempDir(), Options{MaxEvents: 100, FlushEvents: 10, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	for i := 0; i < 2000; i++ {
+		j.Append(sensors.Event{Kind: "k"})
+		if i%10 == 9 {
+			j.Sync()
+		}
+	}
+	_, evs, _ := j.Query(0, 1000, Filter{})
+	if len(evs) > 200 || evs[len(evs)-1].Seq != 2000 {
+		t.Fatalf("kept %d events, newest %d", len(evs), evs[len(evs)-1].Seq)
+	}
+}
