@@ -107,15 +107,12 @@ func run(log *slog.Logger, o options) error {
 
 	// sensors → hub (bounded, counted) → journal (seq, persisted) → subscribers
 	hub := sensors.NewHub(o.queue)
-	jrnl, err := journal.Open(o.stateDir, journal.Options{OnCommit: hub.Deliver})
+	jrnl, err := journal.Open(o.stateDir, journal.Options{OnCommit: hub.Deliver, MaxPending: o.queue})
 	if err != nil {
 		return err
 	}
-	hubDone := make(chan struct{})
-	go func() { hub.Run(jrnl.Append); close(hubDone) }()
+	hub.SetSink(jrnl.Append)
 	defer func() {
-		hub.Close()
-		<-hubDone
 		if err := jrnl.Close(); err != nil {
 			log.Error("close journal", "err", err)
 		}

@@ -84,3 +84,14 @@ func TestPruneKeepsTheNewestEvents(t *testing.T) {
 		t.Fatalf("kept %d events, newest %d", len(evs), evs[len(evs)-1].Seq)
 	}
 }
+
+func FuzzDecodeNeverPanics(f *testing.F) {
+	ev := exampleExec()
+	good, _ := encode(&ev)
+	f.Add(good)
+	f.Add([]byte{1, 0xff})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		decode(data) // must return, not panic or allocate without bound
+	})
+}
