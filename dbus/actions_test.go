@@ -104,7 +104,7 @@ func (v *victim) ioprio(t *testing.T) int {
 }
 
 // statField reads field n (1-based, as in proc(5)) of /proc/pid/stat.
-func statField(t *testing.T, pid uint32, n int) uint64 {
+func statField(t testing.TB, pid uint32, n int) uint64 {
 	t.Helper()
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/stat")
 	if err != nil {

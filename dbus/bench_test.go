@@ -69,16 +69,8 @@ func BenchmarkIdleDaemon(b *testing.B) {
 	}
 }
 
-func cpuTicks(b *testing.B, pid int) uint64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseUint(f[11], 10, 64)
-	st, _ := strconv.ParseUint(f[12], 10, 64)
-	return ut + st
+func cpuTicks(b testing.TB, pid int) uint64 {
+	return statField(b, uint32(pid), 14) + statField(b, uint32(pid), 15)
 }
 
 func rssKB(b testing.TB, pid int) uint64 {
@@ -111,7 +103,7 @@ func BenchmarkSignalProcessVsCheckAuthorizationVsPing(b *testing.B) {
 	}
 	defer func() { child.Process.Kill(); child.Wait() }()
 	pid := uint32(child.Process.Pid)
-	start := statFieldB(b, pid, 22)
+	start := statField(b, pid, 22)
 	conn := c.Conn()
 	obj := conn.Object(npbus.BusName, npbus.ObjectPath)
 	authority := conn.Object("org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority")
@@ -150,17 +142,6 @@ func BenchmarkSignalProcessVsCheckAuthorizationVsPing(b *testing.B) {
 		b.ReportMetric(float64(p.Microseconds()), "ping-p50-µs")
 		b.ReportMetric(float64(s-a)/float64(p), "(signal-checkauth)/ping")
 	}
-}
-
-func statFieldB(b *testing.B, pid uint32, n int) uint64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/stat")
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	v, _ := strconv.ParseUint(f[n-3], 10, 64)
-	return v
 }
 
 // execLoop fork+execs /bin/true n times, one after another, and returns

@@ -37,9 +37,15 @@ func init() {
 	})
 }
 
-// readerPoll is how often the ring reader looks for events the kernel
-// submitted without waking it (BPF_RB_NO_WAKEUP).
-const readerPoll = 20 * time.Millisecond
+// The ring reader looks for events the kernel submitted without waking it
+// (BPF_RB_NO_WAKEUP) every readerPoll while events flow, backing off to
+// readerIdlePoll when the ring stays empty, so an idle daemon wakes 5 times
+// a second here instead of 50. Rare urgent events (OOM kills) belong on a
+// ring whose programs wake the reader at once.
+const (
+	readerPoll     = 20 * time.Millisecond
+	readerIdlePoll = 200 * time.Millisecond
+)
 
 type processBPF struct {
 	coll     *ebpf.Collection
@@ -123,14 +129,21 @@ func contains(list []string, s string) bool {
 func (s *processBPF) read() {
 	defer s.wg.Done()
 	var rec ringbuf.Record
-	s.reader.SetDeadline(time.Now().Add(readerPoll))
+	poll, got := readerPoll, false
+	s.reader.SetDeadline(time.Now().Add(poll))
 	for {
 		err := s.reader.ReadInto(&rec)
 		switch {
 		case errors.Is(err, ringbuf.ErrClosed):
 			return
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			s.reader.SetDeadline(time.Now().Add(readerPoll))
+			if got {
+				poll = readerPoll
+			} else {
+				poll = min(2*poll, readerIdlePoll)
+			}
+			got = false
+			s.reader.SetDeadline(time.Now().Add(poll))
 			continue
 		case err != nil:
 			s.decodeErrors.Add(1)
@@ -142,6 +155,7 @@ func (s *processBPF) read() {
 			continue
 		}
 		s.decoded.Add(1)
+		got = true
 		s.hub.Publish(ev)
 	}
 }

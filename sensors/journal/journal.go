@@ -123,9 +123,9 @@ func (j *Journal) Append(ev sensors.Event) bool {
 		ev.TimeNS = uint64(time.Now().UnixNano())
 	}
 	j.pending = append(j.pending, ev)
-	full := len(j.pending) >= j.opts.FlushEvents
+	n := len(j.pending)
 	j.mu.Unlock()
-	if full {
+	if n == 1 || n >= j.opts.FlushEvents {
 		select {
 		case j.wake <- struct{}{}:
 		default:
@@ -134,14 +134,19 @@ func (j *Journal) Append(ev sensors.Event) bool {
 	return true
 }
 
+// flusher sleeps until Append signals the first pending event (so an idle
+// journal costs no wake-ups), lets FlushInterval gather a batch, commits.
 func (j *Journal) flusher() {
 	defer close(j.done)
-	t := time.NewTicker(j.opts.FlushInterval)
-	defer t.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
+		<-j.wake
+		timer.Reset(j.opts.FlushInterval)
 		select {
-		case <-t.C:
-		case <-j.wake:
+		case <-timer.C:
+		case <-j.wake: // the batch is full (or Close): commit now
+			timer.Stop()
 		}
 		j.mu.Lock()
 		closed := j.closed
@@ -290,11 +295,15 @@ func (j *Journal) Close() error {
 	}
 	j.closed = true
 	j.mu.Unlock()
-	select {
-	case j.wake <- struct{}{}:
-	default:
+	// The flusher waits at one of two receives; keep signalling until it ends.
+	for {
+		select {
+		case j.wake <- struct{}{}:
+			continue
+		case <-j.done:
+		}
+		break
 	}
-	<-j.done
 	err := j.Sync()
 	return errors.Join(err, j.db.Close())
 }
