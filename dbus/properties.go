@@ -2,7 +2,6 @@ package dbus
 
 import (
 	"reflect"
-	"sort"
 	"sync"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -93,15 +92,4 @@ func (p *properties) Set(iface, name string, _ godbus.Variant) *godbus.Error {
 		return NewError(ErrUnknownProperty, "no property %q on %s", name, Interface)
 	}
 	return NewError(ErrPropertyReadOnly, "property %s is read-only; change state with the interface's methods", name)
-}
-
-func (p *properties) names() []string {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	out := make([]string, 0, len(p.values))
-	for k := range p.values {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
