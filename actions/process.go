@@ -53,20 +53,20 @@ func Open(procRoot string, pid uint32, startTime uint64) (*Target, error) {
 		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	t := &Target{PID: pid, procRoot: procRoot, pidfd: fd}
-	start, uid, comm, kthread, err := sensors.ReadStat(procRoot, pid)
+	id, err := sensors.ReadIdentity(procRoot, pid)
 	if err != nil {
 		t.Close()
 		return nil, fmt.Errorf("%w: pid %d", ErrNoSuchProcess, pid)
 	}
-	if kthread {
+	if id.KernelThread {
 		t.Close()
-		return nil, invalid("pid %d (%s) is a kernel thread", pid, comm)
+		return nil, invalid("pid %d (%s) is a kernel thread", pid, id.Comm)
 	}
-	if start != startTime {
+	if id.StartTime != startTime {
 		t.Close()
-		return nil, fmt.Errorf("%w: pid %d now belongs to %s started at %d, not the process started at %d", ErrProcessChanged, pid, comm, start, startTime)
+		return nil, fmt.Errorf("%w: pid %d now belongs to %s started at %d, not the process started at %d", ErrProcessChanged, pid, id.Comm, id.StartTime, startTime)
 	}
-	t.StartTime, t.UID, t.Comm = start, uid, comm
+	t.StartTime, t.UID, t.Comm = id.StartTime, id.UID, id.Comm
 	return t, nil
 }
 

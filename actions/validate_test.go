@@ -119,10 +119,11 @@ func TestOpenRefusesReusedPidAndSpecialTargets(t *testing.T) {
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	pid := uint32(cmd.Process.Pid)
-	start, _, _, _, err := sensors.ReadStat("/proc", pid)
+	id, err := sensors.ReadIdentity("/proc", pid)
 	if err != nil {
 		t.Fatal(err)
 	}
+	start := id.StartTime
 	if _, err := Open("/proc", pid, start+1); !errors.Is(err, ErrProcessChanged) {
 		t.Errorf("wrong start time: %v", err)
 	}

@@ -238,7 +238,6 @@ type call struct {
 	rule   polkit.Rule
 	sender string
 	flags  godbus.Flags
-	start  time.Time
 	// audit collects the target and decision of a privileged call; end
 	// logs it whatever the outcome.
 	audit []any
@@ -249,7 +248,7 @@ type call struct {
 // signature is compared exactly here: a call that does not match the XML is
 // InvalidArgs, whatever godbus managed to decode.
 func (s *Server) begin(msg godbus.Message, method string) (*call, *godbus.Error) {
-	c := &call{s: s, method: method, flags: msg.Flags, start: time.Now()}
+	c := &call{s: s, method: method, flags: msg.Flags}
 	if v, ok := msg.Headers[godbus.FieldSender]; ok {
 		c.sender, _ = v.Value().(string)
 	}

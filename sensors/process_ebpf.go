@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 
 	"github.com/npllm/npllm/bpf"
 )
@@ -77,7 +79,7 @@ func startProcessBPF(env *Env, btf bool) (Running, error) {
 	// refuses cannot fail the other variant.
 	want := map[bool][]string{true: {"btf_exec", "btf_fork", "btf_exit"}, false: {"raw_exec", "raw_fork", "raw_exit"}}[btf]
 	for name := range spec.Programs {
-		if !contains(want, name) {
+		if !slices.Contains(want, name) {
 			delete(spec.Programs, name)
 		}
 	}
@@ -113,15 +115,6 @@ func startProcessBPF(env *Env, btf bool) (Running, error) {
 	s.wg.Add(1)
 	go s.read()
 	return s, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // read is the one reader of the ring: it decodes into a reused record and
@@ -221,10 +214,11 @@ func splitArgs(b []byte) []string {
 	return strings.Split(s, "\x00")
 }
 
+// bootOffset turns the kernel's CLOCK_BOOTTIME stamps into unix time.
 var bootOffset = sync.OnceValue(func() int64 {
-	var boot, real unixTimespec
-	clockGettime(clockBoottime, &boot)
-	clockGettime(clockRealtime, &real)
+	var boot, real unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
+	unix.ClockGettime(unix.CLOCK_REALTIME, &real)
 	return real.Nano() - boot.Nano()
 })
 

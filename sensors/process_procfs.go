@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,50 +38,29 @@ func startProcessProcfs(_ context.Context, env *Env) (Running, error) {
 	return s, nil
 }
 
-type procfsEntry struct {
-	pid, ppid, uid uint32
-	start          uint64
-	comm           string
-}
-
-func (s *processProcfs) scan() (map[procKey]procfsEntry, error) {
+func (s *processProcfs) scan() (map[procKey]Identity, error) {
 	dirs, err := os.ReadDir(s.env.ProcRoot)
 	if err != nil {
 		return nil, err
 	}
 	s.scans.Add(1)
-	out := make(map[procKey]procfsEntry, len(dirs))
+	out := make(map[procKey]Identity, len(dirs))
 	self := uint32(os.Getpid())
 	for _, d := range dirs {
 		pid, err := strconv.ParseUint(d.Name(), 10, 32)
 		if err != nil || uint32(pid) == self {
 			continue
 		}
-		start, uid, comm, kthread, err := ReadStat(s.env.ProcRoot, uint32(pid))
-		if err != nil || kthread {
+		id, err := ReadIdentity(s.env.ProcRoot, uint32(pid))
+		if err != nil || id.KernelThread {
 			continue
 		}
-		ppid := readPPID(filepath.Join(s.env.ProcRoot, d.Name(), "stat"))
-		out[procKey{uint32(pid), start}] = procfsEntry{uint32(pid), ppid, uid, start, comm}
+		out[procKey{id.PID, id.StartTime}] = id
 	}
 	return out, nil
 }
 
-func readPPID(statFile string) uint32 {
-	b, err := os.ReadFile(statFile)
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.ParseUint(f[1], 10, 32)
-	return uint32(n)
-}
-
-func (s *processProcfs) loop(known map[procKey]procfsEntry) {
+func (s *processProcfs) loop(known map[procKey]Identity) {
 	defer s.wg.Done()
 	t := time.NewTicker(procfsPoll)
 	defer t.Stop()
@@ -100,20 +78,20 @@ func (s *processProcfs) loop(known map[procKey]procfsEntry) {
 			if _, ok := known[k]; ok {
 				continue
 			}
-			dir := filepath.Join(s.env.ProcRoot, strconv.Itoa(int(e.pid)))
+			dir := filepath.Join(s.env.ProcRoot, strconv.Itoa(int(e.PID)))
 			exe, _ := os.Readlink(filepath.Join(dir, "exe"))
 			argv := []string{}
 			if b, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
 				argv = splitArgs(b[:min(len(b), MaxCmdline)])
 			}
-			s.publish(Event{Kind: "process.exec", PID: e.pid, UID: e.uid, HasUID: true, Fields: map[string]any{
-				"pid": e.pid, "ppid": e.ppid, "uid": e.uid, "comm": e.comm, "filename": exe, "argv": argv, "start_time": e.start,
+			s.publish(Event{Kind: "process.exec", PID: e.PID, UID: e.UID, HasUID: true, Fields: map[string]any{
+				"pid": e.PID, "ppid": e.PPID, "uid": e.UID, "comm": e.Comm, "filename": exe, "argv": argv, "start_time": e.StartTime,
 			}})
 		}
 		for k, e := range known {
 			if _, ok := now[k]; !ok {
-				s.publish(Event{Kind: "process.exit", PID: e.pid, UID: e.uid, HasUID: true, Fields: map[string]any{
-					"pid": e.pid, "uid": e.uid, "comm": e.comm, "start_time": e.start,
+				s.publish(Event{Kind: "process.exit", PID: e.PID, UID: e.UID, HasUID: true, Fields: map[string]any{
+					"pid": e.PID, "uid": e.UID, "comm": e.Comm, "start_time": e.StartTime,
 				}})
 			}
 		}

@@ -178,14 +178,13 @@ func (t *ProcessTable) read(p procfs.Proc, full bool) (Process, error) {
 	info := Process{
 		PID: uint32(st.PID), PPID: uint32(st.PPID), Comm: st.Comm, State: st.State,
 		StartTime: st.Starttime, Nice: int32(st.Nice), Threads: uint32(st.NumThreads),
-		RSSBytes: uint64(max(st.ResidentMemory(), 0)),
-		// Kernel threads descend from kthreadd (pid 2) and have no mm.
-		KernelThread: st.PID == 2 || st.PPID == 2,
+		RSSBytes:     uint64(max(st.ResidentMemory(), 0)),
+		KernelThread: isKernelThread(st.PID, st.PPID),
 	}
 	if status, err := p.NewStatus(); err == nil {
 		info.UID = uint32(status.UIDs[0])
 	}
-	info.User = t.userName(info.UID)
+	info.User = UserName(info.UID)
 	if pio, err := p.IO(); err == nil {
 		info.IOReadBytes, info.IOWriteBytes = pio.ReadBytes, pio.WriteBytes
 	}
@@ -197,28 +196,43 @@ func (t *ProcessTable) read(p procfs.Proc, full bool) (Process, error) {
 	return info, nil
 }
 
-// ReadStat re-reads the identity of a pid: start time, real uid and comm.
-// actions/ uses it after opening a pidfd to make sure the pid still names
-// the same process.
-func ReadStat(procRoot string, pid uint32) (startTime uint64, uid uint32, comm string, kernelThread bool, err error) {
-	fs, err := procfs.NewFS(procRoot)
-	if err != nil {
-		return 0, 0, "", false, err
-	}
-	p, err := fs.Proc(int(pid))
-	if err != nil {
-		return 0, 0, "", false, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
-	}
-	st, err := p.Stat()
-	if err != nil {
-		return 0, 0, "", false, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
-	}
-	status, err := p.NewStatus()
-	if err != nil {
-		return 0, 0, "", false, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
-	}
-	return st.Starttime, uint32(status.UIDs[0]), st.Comm, st.PID == 2 || st.PPID == 2, nil
+// Identity is what names a process beyond its pid.
+type Identity struct {
+	PID, PPID    uint32
+	UID          uint32 // real uid
+	StartTime    uint64 // field 22 of /proc/pid/stat
+	Comm         string
+	KernelThread bool
 }
+
+// ReadIdentity reads /proc/<pid>/stat and status once each. actions/ uses
+// it after pinning a pid with a pidfd, to make sure the pid still names the
+// process the caller meant; the procfs process sensor uses it to diff /proc.
+func ReadIdentity(procRoot string, pid uint32) (Identity, error) {
+	p, err := procfs.NewFS(procRoot)
+	if err != nil {
+		return Identity{}, err
+	}
+	proc, err := p.Proc(int(pid))
+	if err != nil {
+		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
+	}
+	st, err := proc.Stat()
+	if err != nil {
+		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
+	}
+	status, err := proc.NewStatus()
+	if err != nil {
+		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
+	}
+	return Identity{
+		PID: pid, PPID: uint32(st.PPID), UID: uint32(status.UIDs[0]), StartTime: st.Starttime,
+		Comm: st.Comm, KernelThread: isKernelThread(st.PID, st.PPID),
+	}, nil
+}
+
+// isKernelThread: kernel threads are kthreadd (pid 2) and its children.
+func isKernelThread(pid, ppid int) bool { return pid == 2 || ppid == 2 }
 
 // fillCPU computes CPUPercent against the remembered sample of each process;
 // when any is missing, too fresh or too old, it samples again after
@@ -296,8 +310,6 @@ func (t *ProcessTable) cmdline(pid int) string {
 	}
 	return strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")
 }
-
-func (t *ProcessTable) userName(uid uint32) string { return UserName(uid) }
 
 var userNames struct {
 	sync.Mutex
