@@ -236,6 +236,8 @@ func TestMalformedCallsGetNamedErrorsAndDaemonKeepsServing(t *testing.T) {
 		{"sort key of wrong type", "GetProcesses", []any{opts("sort_by", uint32(3))}, npbus.ErrInvalidArgument},
 		{"negative limit", "GetProcesses", []any{opts("limit", int32(-5))}, npbus.ErrInvalidArgument},
 		{"unknown option ignored", "GetProcesses", []any{opts("colour", "blue", "limit", uint32(3))}, ""},
+		{"event filter of wrong type", "GetEvents", []any{uint64(0), uint32(1), opts("kind", uint32(3))}, npbus.ErrInvalidArgument},
+		{"event pid filter negative", "GetEvents", []any{uint64(0), uint32(1), opts("pid", int32(-1))}, npbus.ErrInvalidArgument},
 		{"unknown method", "Frobnicate", nil, npbus.ErrUnknownMethod},
 	}
 	for _, tc := range cases {

@@ -32,29 +32,14 @@ func (a *api) GetEvents(msg godbus.Message, afterSeq uint64, max uint32, filter 
 	}
 	var f journal.Filter
 	o := optionReader{method: "GetEvents", opts: filter}
-	if v, ok := filter["kind"]; ok {
-		switch k := v.Value().(type) {
-		case string:
-			f.Kinds = []string{k}
-		case []string:
-			f.Kinds = k
-		default:
-			return 0, nil, NewError(ErrInvalidArgument, "GetEvents: filter \"kind\" must be s or as, not %s", v.Signature())
-		}
-	}
+	f.Kinds, _ = o.strings("kind")
 	if v, ok := o.uint32("pid"); ok {
 		f.PID = &v
 	}
 	if v, ok := o.uint32("uid"); ok {
 		f.UID = &v
 	}
-	if v, ok := filter["since_ns"]; ok {
-		t, ok := v.Value().(uint64)
-		if !ok {
-			return 0, nil, NewError(ErrInvalidArgument, "GetEvents: filter \"since_ns\" must be t, not %s", v.Signature())
-		}
-		f.SinceNS = t
-	}
+	f.SinceNS, _ = o.uint64("since_ns")
 	if o.err != nil {
 		return 0, nil, o.err
 	}

@@ -203,3 +203,31 @@ func (o *optionReader) bool(key string) (bool, bool) {
 	}
 	return b, ok
 }
+
+// strings reads a key given as one string (s) or a list (as).
+func (o *optionReader) strings(key string) ([]string, bool) {
+	v, ok := o.opts[key]
+	if !ok {
+		return nil, false
+	}
+	switch x := v.Value().(type) {
+	case string:
+		return []string{x}, true
+	case []string:
+		return x, true
+	}
+	o.fail(key, "s or as", v)
+	return nil, false
+}
+
+func (o *optionReader) uint64(key string) (uint64, bool) {
+	v, ok := o.opts[key]
+	if !ok {
+		return 0, false
+	}
+	n, ok := v.Value().(uint64)
+	if !ok {
+		o.fail(key, "t", v)
+	}
+	return n, ok
+}

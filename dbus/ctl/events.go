@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -39,23 +40,18 @@ func runEvents(ctx context.Context, env *Env, c *npbus.Client, args []string) er
 		filter["pid"] = uint32(*pid)
 	}
 	seq := *after
-	if seq == 0 && !*follow {
-		// Show the most recent ones: find the newest seq first.
-		last, _, err := c.Events(ctx, ^uint64(0)-1, 1, nil)
+	if seq == 0 {
+		// Without --after: the last --limit events, or (--follow) only new
+		// ones. Asking past the end returns the newest seq.
+		newest, _, err := c.Events(ctx, math.MaxUint64-1, 1, nil)
 		if err != nil {
 			return err
 		}
-		if last > uint64(*limit) {
-			seq = last - uint64(*limit)
-		}
-	}
-	if *follow {
-		last, _, err := c.Events(ctx, ^uint64(0)-1, 1, nil)
-		if err != nil {
-			return err
-		}
-		if *after == 0 {
-			seq = last
+		switch {
+		case *follow:
+			seq = newest
+		case newest > uint64(*limit):
+			seq = newest - uint64(*limit)
 		}
 	}
 	for {

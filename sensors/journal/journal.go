@@ -255,11 +255,10 @@ func (f *Filter) match(ev *sensors.Event) bool {
 
 // Query returns up to max committed events after afterSeq that match f,
 // and the seq to pass as afterSeq next time: the last event returned when
-// max cut the answer short, otherwise the last committed seq.
+// max cut the answer short, otherwise the last committed seq. It never
+// commits itself: readers (D-Bus handlers) do no disk writes, and see an
+// event at most FlushInterval after it happened.
 func (j *Journal) Query(afterSeq uint64, max int, f Filter) (uint64, []sensors.Event, error) {
-	if err := j.Sync(); err != nil {
-		return 0, nil, err
-	}
 	last := j.LastSeq()
 	var out []sensors.Event
 	err := j.db.View(func(tx *bolt.Tx) error {

@@ -18,6 +18,7 @@ func TestSeqSurvivesReopenAndTypesRoundTrip(t *testing.T) {
 			"pid": uint32(100 + i), "start_time": uint64(7), "exit_code": int32(-1), "argv": []string{"a", "b"}, "core_dumped": true, "comm": "x",
 		}})
 	}
+	j.Sync()
 	last, evs, err := j.Query(0, 100, Filter{})
 	if err != nil || last != 5 || len(evs) != 5 {
 		t.Fatalf("Query: last %d, %d events, %v", last, len(evs), err)
@@ -34,6 +35,7 @@ func TestSeqSurvivesReopenAndTypesRoundTrip(t *testing.T) {
 	}
 	defer j.Close()
 	j.Append(sensors.Event{Kind: "process.exit", PID: 1})
+	j.Sync()
 	last, evs, _ = j.Query(5, 100, Filter{})
 	if last != 6 || len(evs) != 1 || evs[0].Seq != 6 {
 		t.Fatalf("after reopen: last %d, events %+v", last, evs)
@@ -53,6 +55,7 @@ func TestQueryFiltersAndPagesWithLastSeq(t *testing.T) {
 		}
 		j.Append(sensors.Event{Kind: kind, PID: uint32(i)})
 	}
+	j.Sync()
 	last, evs, _ := j.Query(0, 3, Filter{Kinds: []string{"process.exit"}})
 	if len(evs) != 3 || last != evs[2].Seq || evs[0].Kind != "process.exit" {
 		t.Fatalf("page 1: last %d %+v", last, evs)
