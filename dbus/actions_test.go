@@ -42,9 +42,8 @@ type victim struct {
 
 func startVictim(t *testing.T, u devbus.User) *victim {
 	t.Helper()
-	// sleep is single-threaded; a shell pipeline of sleeps is not what we
-	// want either, so use a two-thread process: "tail -f" is one thread,
-	// but the test binary itself in helper mode can sleep with Go threads.
+	// The test binary in helper mode sleeps with several Go runtime
+	// threads, so renice has more than the main thread to reach.
 	cmd := exec.Command(bin("self"), "-")
 	cmd.Env = append(os.Environ(), "NPLLM_TEST_HELPER=sleep")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID}}

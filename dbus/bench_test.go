@@ -163,7 +163,7 @@ func execLoop(b *testing.B, n int) (perSec float64, pids []uint32) {
 // throughput ratio and the daemon's CPU per exec event (goals: ≤ 3% loss,
 // ≤ 10 µs per event).
 func BenchmarkExecStorm(b *testing.B) {
-	bus := devbusForBench(b)
+	bus := devbus.ForTest(b)
 	const n = 1500
 	for range b.N {
 		var with, without, cpuNS, events float64
@@ -226,5 +226,3 @@ func BenchmarkSustainedExecs(b *testing.B) {
 		b.ReportMetric(float64(len(want)), "lost")
 	}
 }
-
-func devbusForBench(b *testing.B) *devbus.Bus { return devbus.ForTest(b) }

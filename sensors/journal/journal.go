@@ -320,8 +320,8 @@ func seqKey(seq uint64) []byte {
 //	uvarint uid | uvarint n | n × (str key | byte sig | value)
 //
 // where str is uvarint length + bytes, u/t values are uvarints, i/x are
-// varints, b is one byte and as is uvarint count + strs. (JSON cost 7 µs
-// per event, most of the daemon's time in an exec storm.)
+// varints, b is one byte and as is uvarint count + strs. (The JSON records
+// this replaced cost 7.3 µs to encode, this 0.3 µs: BenchmarkEncode.)
 const formatV1 = 1
 
 func appendStr(b []byte, s string) []byte {
