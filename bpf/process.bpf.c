@@ -12,11 +12,15 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "common.h"
 #include "process.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define PF_KTHREAD 0x00200000
+// Makes the record type part of the BTF, so bpf2go emits its Go twin (used
+// by the layout test).
+const struct npllm_proc_event *unused_npllm_proc_event __attribute__((unused));
+
 // Wake the reader only when this much is pending; otherwise it polls
 // (SENSORS.md: per-event wake-ups cost 8–15 µs per run under exec storms).
 #define WAKEUP_BYTES (64 * 1024)
@@ -26,29 +30,13 @@ struct {
 	__uint(max_entries, 4 * 1024 * 1024);
 } events SEC(".maps");
 
-// Per-CPU counters: [0] events submitted, [1] ring reservations that failed.
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u64);
-} counters SEC(".maps");
-
-// Set by the loader: the daemon's own tgid, whose activity is not reported.
-const volatile __u32 self_tgid = 0;
-
-static __always_inline void count(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
-	if (v)
-		(*v)++;
-}
+NPLLM_COUNTERS(2)
 
 static __always_inline struct npllm_proc_event *reserve(void)
 {
 	struct npllm_proc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		count(1);
+		count_add(CNT_DROPPED_KERNEL, 1);
 		return 0;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
@@ -61,13 +49,7 @@ static __always_inline void submit(struct npllm_proc_event *e)
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
-	count(0);
-}
-
-static __always_inline bool skip(struct task_struct *t)
-{
-	__u32 tgid = BPF_CORE_READ(t, tgid);
-	return tgid == self_tgid || (BPF_CORE_READ(t, flags) & PF_KTHREAD);
+	count_add(CNT_EMITTED, 1);
 }
 
 static __always_inline void fill_common(struct npllm_proc_event *e, struct task_struct *t)
@@ -83,7 +65,7 @@ static __always_inline void fill_common(struct npllm_proc_event *e, struct task_
 
 static __always_inline int on_exec(struct task_struct *t, struct linux_binprm *bprm)
 {
-	if (skip(t))
+	if (skip_task(t))
 		return 0;
 	struct npllm_proc_event *e = reserve();
 	if (!e)
@@ -106,7 +88,7 @@ static __always_inline int on_exec(struct task_struct *t, struct linux_binprm *b
 static __always_inline int on_fork(struct task_struct *parent, struct task_struct *child)
 {
 	// Threads share their creator's tgid: only new processes are reported.
-	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid) || skip(child))
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid) || skip_task(child))
 		return 0;
 	struct npllm_proc_event *e = reserve();
 	if (!e)
@@ -123,7 +105,7 @@ static __always_inline int on_exit(struct task_struct *t)
 	// Only the death of the last thread ends the process. signal->live is
 	// decremented before this tracepoint on every kernel, with or without
 	// the group_dead argument newer kernels pass.
-	if (BPF_CORE_READ(t, signal, live.counter) != 0 || skip(t))
+	if (BPF_CORE_READ(t, signal, live.counter) != 0 || skip_task(t))
 		return 0;
 	struct npllm_proc_event *e = reserve();
 	if (!e)
@@ -143,37 +125,37 @@ static __always_inline int on_exit(struct task_struct *t)
 }
 
 SEC("tp_btf/sched_process_exec")
-int BPF_PROG(btf_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+int BPF_PROG(btf_sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	return on_exec(p, bprm);
 }
 
 SEC("tp_btf/sched_process_fork")
-int BPF_PROG(btf_fork, struct task_struct *parent, struct task_struct *child)
+int BPF_PROG(btf_sched_process_fork, struct task_struct *parent, struct task_struct *child)
 {
 	return on_fork(parent, child);
 }
 
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(btf_exit, struct task_struct *p)
+int BPF_PROG(btf_sched_process_exit, struct task_struct *p)
 {
 	return on_exit(p);
 }
 
 SEC("raw_tp/sched_process_exec")
-int BPF_PROG(raw_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+int BPF_PROG(raw_sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	return on_exec(p, bprm);
 }
 
 SEC("raw_tp/sched_process_fork")
-int BPF_PROG(raw_fork, struct task_struct *parent, struct task_struct *child)
+int BPF_PROG(raw_sched_process_fork, struct task_struct *parent, struct task_struct *child)
 {
 	return on_fork(parent, child);
 }
 
 SEC("raw_tp/sched_process_exit")
-int BPF_PROG(raw_exit, struct task_struct *p)
+int BPF_PROG(raw_sched_process_exit, struct task_struct *p)
 {
 	return on_exit(p);
 }

@@ -8,23 +8,47 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type ProcessNpllmProcEvent struct {
+	_               structs.HostLayout
+	Type            uint8
+	CoreDumped      uint8
+	Pad             uint16
+	Pid             uint32
+	Ppid            uint32
+	Uid             uint32
+	ExitCode        uint32
+	ExitSignal      uint32
+	StartBoottimeNs uint64
+	CgroupId        uint64
+	KtimeNs         uint64
+	CpuNs           uint64
+	MaxRssBytes     uint64
+	ArgsLen         uint32
+	Comm            [16]int8
+	Filename        [128]int8
+	Args            [256]int8
+	_               [4]byte
+}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ProcessMapCounters = "counters"
-	ProcessMapEvents   = "events"
-	ProcessProgBtfExec = "btf_exec"
-	ProcessProgBtfExit = "btf_exit"
-	ProcessProgBtfFork = "btf_fork"
-	ProcessProgRawExec = "raw_exec"
-	ProcessProgRawExit = "raw_exit"
-	ProcessProgRawFork = "raw_fork"
-	ProcessVarSelfTgid = "self_tgid"
+	ProcessMapCounters             = "counters"
+	ProcessMapEvents               = "events"
+	ProcessProgBtfSchedProcessExec = "btf_sched_process_exec"
+	ProcessProgBtfSchedProcessExit = "btf_sched_process_exit"
+	ProcessProgBtfSchedProcessFork = "btf_sched_process_fork"
+	ProcessProgRawSchedProcessExec = "raw_sched_process_exec"
+	ProcessProgRawSchedProcessExit = "raw_sched_process_exit"
+	ProcessProgRawSchedProcessFork = "raw_sched_process_fork"
+	ProcessVarSelfTgid             = "self_tgid"
+	ProcessVarUnusedNpllmProcEvent = "unused_npllm_proc_event"
 )
 
 // LoadProcess returns the embedded CollectionSpec for Process.
@@ -69,12 +93,12 @@ type ProcessSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProcessProgramSpecs struct {
-	BtfExec *ebpf.ProgramSpec `ebpf:"btf_exec"`
-	BtfExit *ebpf.ProgramSpec `ebpf:"btf_exit"`
-	BtfFork *ebpf.ProgramSpec `ebpf:"btf_fork"`
-	RawExec *ebpf.ProgramSpec `ebpf:"raw_exec"`
-	RawExit *ebpf.ProgramSpec `ebpf:"raw_exit"`
-	RawFork *ebpf.ProgramSpec `ebpf:"raw_fork"`
+	BtfSchedProcessExec *ebpf.ProgramSpec `ebpf:"btf_sched_process_exec"`
+	BtfSchedProcessExit *ebpf.ProgramSpec `ebpf:"btf_sched_process_exit"`
+	BtfSchedProcessFork *ebpf.ProgramSpec `ebpf:"btf_sched_process_fork"`
+	RawSchedProcessExec *ebpf.ProgramSpec `ebpf:"raw_sched_process_exec"`
+	RawSchedProcessExit *ebpf.ProgramSpec `ebpf:"raw_sched_process_exit"`
+	RawSchedProcessFork *ebpf.ProgramSpec `ebpf:"raw_sched_process_fork"`
 }
 
 // ProcessMapSpecs contains maps before they are loaded into the kernel.
@@ -89,7 +113,8 @@ type ProcessMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProcessVariableSpecs struct {
-	SelfTgid *ebpf.VariableSpec `ebpf:"self_tgid"`
+	SelfTgid             *ebpf.VariableSpec `ebpf:"self_tgid"`
+	UnusedNpllmProcEvent *ebpf.VariableSpec `ebpf:"unused_npllm_proc_event"`
 }
 
 // ProcessObjects contains all objects after they have been loaded into the kernel.
@@ -127,29 +152,30 @@ func (m *ProcessMaps) Close() error {
 //
 // It can be passed to LoadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProcessVariables struct {
-	SelfTgid *ebpf.Variable `ebpf:"self_tgid"`
+	SelfTgid             *ebpf.Variable `ebpf:"self_tgid"`
+	UnusedNpllmProcEvent *ebpf.Variable `ebpf:"unused_npllm_proc_event"`
 }
 
 // ProcessPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProcessPrograms struct {
-	BtfExec *ebpf.Program `ebpf:"btf_exec"`
-	BtfExit *ebpf.Program `ebpf:"btf_exit"`
-	BtfFork *ebpf.Program `ebpf:"btf_fork"`
-	RawExec *ebpf.Program `ebpf:"raw_exec"`
-	RawExit *ebpf.Program `ebpf:"raw_exit"`
-	RawFork *ebpf.Program `ebpf:"raw_fork"`
+	BtfSchedProcessExec *ebpf.Program `ebpf:"btf_sched_process_exec"`
+	BtfSchedProcessExit *ebpf.Program `ebpf:"btf_sched_process_exit"`
+	BtfSchedProcessFork *ebpf.Program `ebpf:"btf_sched_process_fork"`
+	RawSchedProcessExec *ebpf.Program `ebpf:"raw_sched_process_exec"`
+	RawSchedProcessExit *ebpf.Program `ebpf:"raw_sched_process_exit"`
+	RawSchedProcessFork *ebpf.Program `ebpf:"raw_sched_process_fork"`
 }
 
 func (p *ProcessPrograms) Close() error {
 	return _ProcessClose(
-		p.BtfExec,
-		p.BtfExit,
-		p.BtfFork,
-		p.RawExec,
-		p.RawExit,
-		p.RawFork,
+		p.BtfSchedProcessExec,
+		p.BtfSchedProcessExit,
+		p.BtfSchedProcessFork,
+		p.RawSchedProcessExec,
+		p.RawSchedProcessExit,
+		p.RawSchedProcessFork,
 	)
 }
 

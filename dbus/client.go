@@ -140,6 +140,20 @@ func (c *Client) Events(ctx context.Context, afterSeq uint64, max uint32, filter
 	return last, evs, nil
 }
 
+// Histogram calls GetHistogram.
+func (c *Client) Histogram(ctx context.Context, name string, options map[string]any) (map[string]godbus.Variant, error) {
+	var out map[string]godbus.Variant
+	err := c.obj.CallWithContext(ctx, Interface+".GetHistogram", 0, name, Options(options)).Store(&out)
+	return out, err
+}
+
+// SyscallStats calls GetSyscallStats.
+func (c *Client) SyscallStats(ctx context.Context, options map[string]any) ([]map[string]godbus.Variant, error) {
+	var out []map[string]godbus.Variant
+	err := c.obj.CallWithContext(ctx, Interface+".GetSyscallStats", 0, Options(options)).Store(&out)
+	return out, err
+}
+
 // CallInteractive calls a method with the ALLOW_INTERACTIVE_AUTHORIZATION
 // header flag, so polkit may ask the user (through their desktop's or
 // terminal's agent). godbus's Object.Call drops that flag, so the message is

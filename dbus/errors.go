@@ -51,6 +51,11 @@ var sentinels = []struct {
 	{sensors.ErrNoSuchProcess, ErrNoSuchProcess},
 	{actions.ErrProcessChanged, ErrProcessChanged},
 	{actions.ErrNotSupported, ErrNotSupported},
+	{sensors.ErrNoSuchSensor, ErrInvalidArgument},
+	{sensors.ErrUnknownSeries, ErrInvalidArgument},
+	{sensors.ErrUnknownSyscall, ErrInvalidArgument},
+	{sensors.ErrSensorNotRunning, ErrNotSupported},
+	{sensors.ErrSensorUnavailable, ErrNotSupported},
 }
 
 // ToDBus maps any error to exactly one named D-Bus error at the boundary.

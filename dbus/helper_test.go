@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 		time.Sleep(time.Hour)
 		os.Exit(0)
 	}
+	if op := os.Getenv("NPLLM_TEST_HELPER"); op == "hog" || op == "flock-fail" {
+		os.Exit(runKernelHelper(op))
+	}
 	if op := os.Getenv("NPLLM_TEST_HELPER"); op != "" {
 		os.Exit(runHelper(op, os.Args[len(os.Args)-1]))
 	}
@@ -127,6 +130,8 @@ func (a actArgs) dbusArgs() []any {
 		return []any{a.PID, a.Start, a.Value, a.Level, none}
 	case "ManageUnit":
 		return []any{a.Value, a.Verb, none}
+	case "SetSensorEnabled":
+		return []any{a.Value, a.Verb == "on", none}
 	default:
 		return []any{a.PID, a.Start, a.Value, none}
 	}

@@ -2,6 +2,7 @@ package dbus
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -88,6 +89,36 @@ func (a *api) ManageUnit(msg godbus.Message, unit, verb string, options map[stri
 	}
 	c.audit = append(c.audit, "job", string(job))
 	return job, nil
+}
+
+func (a *api) SetSensorEnabled(msg godbus.Message, name string, on bool, options map[string]godbus.Variant) (derr *godbus.Error) {
+	c, derr := a.s.begin(msg, "SetSensorEnabled")
+	if derr != nil {
+		return derr
+	}
+	defer c.end(&derr)
+	c.audit = append(c.audit, "sensor", name, "on", on)
+	if a.s.cfg.Sensors == nil {
+		return NewError(ErrNotSupported, "this daemon runs no sensors")
+	}
+	if !a.s.cfg.Sensors.Known(name) {
+		return ToDBus(fmt.Errorf("%w %q; npllmctl sensors lists them", sensors.ErrNoSuchSensor, name))
+	}
+	o := optionReader{method: "SetSensorEnabled", opts: options}
+	interactive := c.interactive(&o)
+	if o.err != nil {
+		return o.err
+	}
+	state := map[bool]string{true: "on", false: "off"}[on]
+	details := map[string]string{"sensor": name, "state": state, "setting": "sensor " + name + " " + state}
+	if derr := c.authorize(c.rule.Action, details, interactive); derr != nil {
+		return derr
+	}
+	if err := a.s.cfg.Sensors.SetEnabled(context.Background(), name, on); err != nil {
+		return ToDBus(err)
+	}
+	a.s.log.Info("sensor switched", "sensor", name, "on", on)
+	return nil
 }
 
 // onProcess pins the target, authorizes the caller for it and acts.

@@ -27,14 +27,17 @@ type Rule struct {
 // missing here is denied (Lookup), and a test checks that every method of
 // the interface XML has an entry.
 var Methods = map[string]Rule{
-	"GetProcesses": {ReadOnly: true},
-	"GetProcess":   {ReadOnly: true},
-	"GetEvents":    {ReadOnly: true},
+	"GetProcesses":    {ReadOnly: true},
+	"GetProcess":      {ReadOnly: true},
+	"GetEvents":       {ReadOnly: true},
+	"GetHistogram":    {ReadOnly: true},
+	"GetSyscallStats": {ReadOnly: true},
 
 	"SignalProcess":        {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"SetProcessPriority":   {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"SetProcessIOPriority": {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"ManageUnit":           {Action: ActionManageUnits},
+	"SetSensorEnabled":     {Action: ActionConfigure},
 }
 
 // Lookup returns the rule of a method; ok is false for methods the table

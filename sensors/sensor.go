@@ -182,25 +182,75 @@ func (m *Manager) start(ctx context.Context, a *active) {
 	m.env.Log.Warn("sensor unavailable", "sensor", a.reg.Name, "reason", a.reason, "skipped", strings.Join(a.skipped, "; "))
 }
 
-// SetEnabled switches a sensor on or off at run time.
+// Errors of Manager lookups.
+var (
+	ErrNoSuchSensor      = errors.New("no such sensor")
+	ErrSensorNotRunning  = errors.New("sensor not running")
+	ErrSensorUnavailable = errors.New("sensor unavailable")
+)
+
+// SetEnabled switches a sensor on or off at run time. Switching on a
+// sensor none of whose variants can start fails with ErrSensorUnavailable
+// (and the reason) and leaves it off.
 func (m *Manager) SetEnabled(ctx context.Context, name string, on bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, a := range m.all {
-		if a.reg.Name != name {
-			continue
-		}
-		if on && a.run == nil {
-			m.start(ctx, a)
-		}
-		if !on && a.run != nil {
-			a.run.Close()
-			a.run, a.variant = nil, ""
-		}
-		a.enabled = on
-		return nil
+	a := m.find(name)
+	if a == nil {
+		return fmt.Errorf("%w %q (have %s)", ErrNoSuchSensor, name, m.names())
 	}
-	return fmt.Errorf("no sensor named %q", name)
+	if on && a.run == nil {
+		m.start(ctx, a)
+		if a.run == nil {
+			return fmt.Errorf("%w: %s: %s", ErrSensorUnavailable, name, strings.Join(a.skipped, "; "))
+		}
+	}
+	if !on && a.run != nil {
+		a.run.Close()
+		a.run, a.variant = nil, ""
+	}
+	a.enabled = on
+	return nil
+}
+
+// Get returns a running sensor, or an error saying why it is not running.
+func (m *Manager) Get(name string) (Running, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.find(name)
+	switch {
+	case a == nil:
+		return nil, fmt.Errorf("%w %q (have %s)", ErrNoSuchSensor, name, m.names())
+	case !a.enabled:
+		return nil, fmt.Errorf("%w: %s is switched off", ErrSensorNotRunning, name)
+	case a.run == nil:
+		return nil, fmt.Errorf("%w: %s is unavailable: %s", ErrSensorNotRunning, name, a.reason)
+	}
+	return a.run, nil
+}
+
+// Known says whether a sensor of that name is registered.
+func (m *Manager) Known(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.find(name) != nil
+}
+
+func (m *Manager) find(name string) *active {
+	for _, a := range m.all {
+		if a.reg.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+func (m *Manager) names() string {
+	var out []string
+	for _, a := range m.all {
+		out = append(out, a.reg.Name)
+	}
+	return strings.Join(out, ", ")
 }
 
 // Status reports every registered sensor.
@@ -225,14 +275,8 @@ func (m *Manager) Status() []Status {
 
 // Running returns the running instance of a sensor, or nil.
 func (m *Manager) Running(name string) Running {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, a := range m.all {
-		if a.reg.Name == name {
-			return a.run
-		}
-	}
-	return nil
+	run, _ := m.Get(name)
+	return run
 }
 
 // Sample fills a Snapshot from every running Sampler. A sampler's error is

@@ -121,3 +121,18 @@ type fakeRunning struct{}
 
 func (fakeRunning) Counters() map[string]uint64 { return nil }
 func (fakeRunning) Close() error                { return nil }
+
+func TestCgroupFromProcPrefersTheMemoryController(t *testing.T) {
+	cases := map[string]string{
+		"0::/user.slice/app.scope\n":                     "/user.slice/app.scope",
+		"4:memory:/test-oom\n1:cpu:/\n0::/\n":            "/test-oom",
+		"4:memory:/\n0::/system.slice/x.service\n":       "/system.slice/x.service",
+		"12:cpuset:/\n5:memory,hugetlb:/limited\n0::/\n": "/limited",
+		"": "",
+	}
+	for in, want := range cases {
+		if got := cgroupFromProc(in); got != want {
+			t.Errorf("cgroupFromProc(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -52,6 +52,7 @@ bus cannot be reached, 2 on bad options.
 	logLevel := flags.String("log-level", "info", "debug, info, warn or error")
 	force := flags.String("force-variant", "", "comma-separated sensor=variant pairs that restrict a sensor to one variant (e.g. processes=procfs)")
 	disable := flags.String("disable-sensor", "", "comma-separated sensors to leave off")
+	enable := flags.String("enable-sensor", "", "comma-separated sensors to start although they are off by default (e.g. syscalls)")
 	stateDir := flags.String("state-dir", defaultStateDir(), "where the event journal is kept ($STATE_DIRECTORY under systemd)")
 	queue := flags.Int("event-queue", 65536, "events buffered between sensors and the journal; beyond it events are dropped and counted")
 	showVersion := flags.Bool("version", false, "print the version and exit")
@@ -74,7 +75,7 @@ bus cannot be reached, 2 on bad options.
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
-	if err := run(log, options{*refresh, forced, disabledSet(*disable), *stateDir, *queue}); err != nil {
+	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue}); err != nil {
 		log.Error("npllmd stopped", "err", err)
 		os.Exit(1)
 	}
@@ -155,11 +156,18 @@ func parsePairs(s string) (map[string]string, error) {
 	return out, nil
 }
 
-func disabledSet(s string) map[string]bool {
+// sensorSwitches merges --enable-sensor and --disable-sensor; disabling
+// wins when a sensor is named in both.
+func sensorSwitches(enable, disable string) map[string]bool {
 	out := map[string]bool{}
-	for _, name := range strings.Split(s, ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			out[name] = false
+	for _, sw := range []struct {
+		list string
+		on   bool
+	}{{enable, true}, {disable, false}} {
+		for _, name := range strings.Split(sw.list, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				out[name] = sw.on
+			}
 		}
 	}
 	return out

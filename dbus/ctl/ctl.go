@@ -34,6 +34,15 @@ Commands:
                          --follow keeps printing new events
   sensors                every sensor: the variant in use, why better ones
                          were skipped, and its counters (drops included)
+  sensors enable|disable NAME
+                         switch a sensor on or off until npllmd restarts
+                         (polkit: org.npllm.Assistant.configure)
+  hist NAME [--series S] a latency histogram kept in the kernel:
+                         runq_latency, block_io_latency (--series read,
+                         write or other)
+  syscalls [--pid PID] [--syscall NAME] [--sort count|errors|time] [--limit N]
+                         top processes by syscall count, with errors by
+                         errno (needs "npllmctl sensors enable syscalls")
   signal PID SIGNAL      send TERM, KILL, INT, HUP, STOP or CONT
   renice PID NICE        set the nice value (-20..19) of every thread
   ionice PID CLASS LEVEL set the I/O class (realtime, best-effort, idle)

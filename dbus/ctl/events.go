@@ -91,6 +91,16 @@ func printEvent(env *Env, ev map[string]godbus.Variant) {
 }
 
 func runSensors(ctx context.Context, env *Env, c *npbus.Client, args []string) error {
+	if len(args) > 0 {
+		if len(args) != 2 || (args[0] != "enable" && args[0] != "disable") {
+			return usageErr("usage: npllmctl sensors [enable|disable NAME]")
+		}
+		on := args[0] == "enable"
+		if err := c.CallInteractive(ctx, "SetSensorEnabled", args[1], on, npbus.Options(nil)).Err; err != nil {
+			return err
+		}
+		return done(env, map[string]any{"sensor": args[1], "enabled": on}, "sensor %s %sd", args[1], args[0])
+	}
 	st, err := c.Status(ctx)
 	if err != nil {
 		return err

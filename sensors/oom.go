@@ -1,0 +1,242 @@
+package sensors
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/npllm/npllm/bpf"
+)
+
+// The "oom" sensor reports OOM kills as oom.kill events. Ladder: tp_btf →
+// raw_tp on oom:mark_victim (its ring wakes the reader at once: an OOM kill
+// is rare and the alert must follow it closely) → kmsg, which parses the
+// kernel's own "Killed process" lines from /dev/kmsg for machines without
+// eBPF.
+func init() {
+	Register(Registration{
+		Name:        "oom",
+		Description: "OOM kills (oom:mark_victim)",
+		DefaultOn:   true,
+		Variants:    bpfVariants(startOOMBPF, Variant{Name: "kmsg", Start: startOOMKmsg}),
+	})
+}
+
+func startOOMBPF(env *Env, btf bool) (Running, error) {
+	spec, err := bpf.LoadOOM()
+	if err != nil {
+		return nil, fmt.Errorf("load spec: %w", err)
+	}
+	cgroups := newCgroupPaths(env.ProcRoot)
+	return startRingSensor(env, spec, btf, []string{"mark_victim"}, []string{"emitted", "dropped_kernel"}, true,
+		func(b []byte) (Event, error) { return decodeOOMEvent(b, cgroups) })
+}
+
+// Offsets of struct npllm_oom_event (bpf/events.h).
+const (
+	oomPID, oomUID, oomStart, oomCgroup, oomKtime, oomRSS, oomScoreAdj, oomComm, oomSize = 0, 4, 8, 16, 24, 32, 40, 48, 64
+)
+
+func decodeOOMEvent(b []byte, cgroups *cgroupPaths) (Event, error) {
+	if len(b) < oomSize {
+		return Event{}, fmt.Errorf("short oom record: %d bytes", len(b))
+	}
+	le := binary.LittleEndian
+	pid, uid := le.Uint32(b[oomPID:]), le.Uint32(b[oomUID:])
+	return Event{
+		Kind: "oom.kill", TimeNS: bootToUnixNS(le.Uint64(b[oomKtime:])), PID: pid, UID: uid, HasUID: true,
+		Fields: map[string]any{
+			"pid": pid, "uid": uid, "comm": cString(b[oomComm : oomComm+16]),
+			"start_time":    le.Uint64(b[oomStart:]) / nsPerTick,
+			"rss_bytes":     le.Uint64(b[oomRSS:]),
+			"oom_score_adj": int32(le.Uint32(b[oomScoreAdj:])),
+			"cgroup":        cgroups.of(pid, le.Uint64(b[oomCgroup:])),
+		},
+	}, nil
+}
+
+// cgroupPaths names the cgroup of an OOM victim. It prefers what
+// /proc/<pid>/cgroup says while the victim is still there (the memory
+// controller's path on cgroup v1 machines, the unified path on v2) and
+// otherwise resolves the cgroup v2 id (the inode of its directory) by
+// walking the unified hierarchy. OOM kills are rare: the walk is cheap
+// enough, and cached.
+type cgroupPaths struct {
+	procRoot string
+	mu       sync.Mutex
+	cache    map[uint64]string
+}
+
+func newCgroupPaths(procRoot string) *cgroupPaths {
+	return &cgroupPaths{procRoot: procRoot, cache: map[uint64]string{}}
+}
+
+func (c *cgroupPaths) of(pid uint32, id uint64) string {
+	if data, err := os.ReadFile(filepath.Join(c.procRoot, strconv.FormatUint(uint64(pid), 10), "cgroup")); err == nil {
+		if p := cgroupFromProc(string(data)); p != "" {
+			return p
+		}
+	}
+	return c.byID(id)
+}
+
+// cgroupFromProc picks the memory controller's v1 path when there is one
+// below the root, else the unified (v2) path.
+func cgroupFromProc(data string) string {
+	unified := ""
+	for _, line := range strings.Split(data, "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			unified = parts[2]
+		}
+		for _, ctrl := range strings.Split(parts[1], ",") {
+			if ctrl == "memory" && parts[2] != "/" {
+				return parts[2]
+			}
+		}
+	}
+	return unified
+}
+
+func (c *cgroupPaths) byID(id uint64) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.cache[id]; ok {
+		return p
+	}
+	root := "/sys/fs/cgroup"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
+		root = "/sys/fs/cgroup/unified" // hybrid hierarchy
+	}
+	var rootDev uint64
+	if st, err := os.Stat(root); err == nil {
+		rootDev = st.Sys().(*syscall.Stat_t).Dev
+	}
+	found := ""
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		// Inode numbers are only unique within one file system.
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Dev == rootDev && st.Ino == id {
+			rel, _ := filepath.Rel(root, p)
+			found = "/" + strings.TrimPrefix(rel, ".")
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if found != "" {
+		c.cache[id] = found
+	}
+	return found
+}
+
+// The kmsg variant: the kernel logs each OOM kill as
+//
+//	oom-kill:constraint=CONSTRAINT_MEMCG,…,task_memcg=/test,task=hog,pid=123,uid=0
+//	Memory cgroup out of memory: Killed process 123 (hog) total-vm:…kB, anon-rss:…kB, file-rss:…kB, shmem-rss:…kB, UID:0 pgtables:…kB oom_score_adj:0
+var (
+	kmsgKilled = regexp.MustCompile(`Killed process (\d+) \((.*)\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB, shmem-rss:(\d+)kB, UID:(\d+)(?:.*oom_score_adj:(-?\d+))?`)
+	kmsgMemcg  = regexp.MustCompile(`oom-kill:.*task_memcg=([^,]*),.*pid=(\d+)`)
+)
+
+type oomKmsg struct {
+	f      *os.File
+	hub    *Hub
+	wg     sync.WaitGroup
+	parsed atomic.Uint64
+}
+
+func startOOMKmsg(_ context.Context, env *Env) (Running, error) {
+	if env.Hub == nil {
+		return nil, errors.New("no event hub")
+	}
+	f, err := os.Open("/dev/kmsg")
+	if err != nil {
+		return nil, &Unavailable{Reason: "cannot read /dev/kmsg: " + err.Error(), Fix: "run as root, or allow eBPF"}
+	}
+	// Only kills from now on: the journal already has the earlier ones.
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		f.Close()
+		return nil, &Unavailable{Reason: "seek /dev/kmsg: " + err.Error()}
+	}
+	s := &oomKmsg{f: f, hub: env.Hub}
+	s.wg.Add(1)
+	go s.read()
+	return s, nil
+}
+
+func (s *oomKmsg) read() {
+	defer s.wg.Done()
+	memcg := map[string]string{} // pid → cgroup, from the line before
+	r := bufio.NewReaderSize(s.f, 8192)
+	for {
+		// Each read of /dev/kmsg returns one record; EPIPE means records
+		// were overwritten before we read them, and reading goes on.
+		line, err := r.ReadString('\n')
+		if errors.Is(err, syscall.EPIPE) {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		_, msg, _ := strings.Cut(line, ";")
+		if m := kmsgMemcg.FindStringSubmatch(msg); m != nil {
+			memcg[m[2]] = m[1]
+			continue
+		}
+		if ev, ok := parseKmsgKill(msg, memcg); ok {
+			s.parsed.Add(1)
+			s.hub.Publish(ev)
+		}
+	}
+}
+
+func parseKmsgKill(msg string, memcg map[string]string) (Event, bool) {
+	m := kmsgKilled.FindStringSubmatch(msg)
+	if m == nil {
+		return Event{}, false
+	}
+	kb := func(s string) uint64 { v, _ := strconv.ParseUint(s, 10, 64); return v * 1024 }
+	pid64, _ := strconv.ParseUint(m[1], 10, 32)
+	uid64, _ := strconv.ParseUint(m[6], 10, 32)
+	adj, _ := strconv.ParseInt(m[7], 10, 32)
+	pid, uid := uint32(pid64), uint32(uid64)
+	cg := memcg[m[1]]
+	delete(memcg, m[1])
+	return Event{
+		Kind: "oom.kill", TimeNS: uint64(time.Now().UnixNano()), PID: pid, UID: uid, HasUID: true,
+		Fields: map[string]any{
+			"pid": pid, "uid": uid, "comm": m[2], "rss_bytes": kb(m[3]) + kb(m[4]) + kb(m[5]),
+			"oom_score_adj": int32(adj), "cgroup": cg,
+		},
+	}, true
+}
+
+func (s *oomKmsg) Counters() map[string]uint64 { return map[string]uint64{"decoded": s.parsed.Load()} }
+
+func (s *oomKmsg) Close() error {
+	err := s.f.Close()
+	s.wg.Wait()
+	return err
+}
