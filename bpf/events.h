@@ -10,7 +10,7 @@ struct npllm_oom_event {
 	__u32 pid;               // tgid of the victim
 	__u32 uid;
 	__u64 start_boottime_ns;
-	__u64 cgroup_id;         // cgroup v2 id (= inode of its directory)
+	__u64 cgroup_id;         // memory controller's cgroup (= inode of its directory)
 	__u64 ktime_ns;          // CLOCK_BOOTTIME
 	__u64 rss_bytes;         // file + anon + shmem
 	__s32 oom_score_adj;

@@ -40,7 +40,13 @@ static __always_inline int on_mark_victim(struct task_struct *t)
 	e->pid = BPF_CORE_READ(t, tgid);
 	e->uid = BPF_CORE_READ(t, cred, uid.val);
 	e->start_boottime_ns = BPF_CORE_READ(t, start_boottime);
-	e->cgroup_id = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+	// The memory controller's cgroup (v1 or v2): the one whose limit was hit
+	// for a cgroup OOM.
+	int memcg = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	struct cgroup_subsys_state *css = 0;
+	if (memcg >= 0 && memcg < CGROUP_SUBSYS_COUNT)
+		css = BPF_CORE_READ(t, cgroups, subsys[memcg]);
+	e->cgroup_id = css ? BPF_CORE_READ(css, cgroup, kn, id) : BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
 	e->ktime_ns = bpf_ktime_get_boot_ns();
 	// The percpu_counter totals lag per-CPU deltas by a batch at most:
 	// close enough for "how big was it".

@@ -40,7 +40,7 @@ func startOOMBPF(env *Env, btf bool) (Running, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load spec: %w", err)
 	}
-	cgroups := newCgroupPaths(env.ProcRoot)
+	cgroups := newCgroupPaths()
 	return startRingSensor(env, spec, btf, []string{"mark_victim"}, []string{"emitted", "dropped_kernel"}, true,
 		func(b []byte) (Event, error) { return decodeOOMEvent(b, cgroups) })
 }
@@ -63,71 +63,54 @@ func decodeOOMEvent(b []byte, cgroups *cgroupPaths) (Event, error) {
 			"start_time":    le.Uint64(b[oomStart:]) / nsPerTick,
 			"rss_bytes":     le.Uint64(b[oomRSS:]),
 			"oom_score_adj": int32(le.Uint32(b[oomScoreAdj:])),
-			"cgroup":        cgroups.of(pid, le.Uint64(b[oomCgroup:])),
+			"cgroup":        cgroups.path(le.Uint64(b[oomCgroup:])),
 		},
 	}, nil
 }
 
-// cgroupPaths names the cgroup of an OOM victim. It prefers what
-// /proc/<pid>/cgroup says while the victim is still there (the memory
-// controller's path on cgroup v1 machines, the unified path on v2) and
-// otherwise resolves the cgroup v2 id (the inode of its directory) by
-// walking the unified hierarchy. OOM kills are rare: the walk is cheap
-// enough, and cached.
+// cgroupPaths names the memory cgroup of an OOM victim from its id (the
+// inode number of the cgroup's directory), walking the memory controller's
+// hierarchy: the v1 one when mounted, else the unified (v2) one. The
+// victim itself may already be gone, so /proc/<pid>/cgroup cannot be
+// trusted. OOM kills are rare: the walk is cheap enough, and cached.
 type cgroupPaths struct {
-	procRoot string
-	mu       sync.Mutex
-	cache    map[uint64]string
+	mu    sync.Mutex
+	roots []string
+	cache map[uint64]string
 }
 
-func newCgroupPaths(procRoot string) *cgroupPaths {
-	return &cgroupPaths{procRoot: procRoot, cache: map[uint64]string{}}
-}
-
-func (c *cgroupPaths) of(pid uint32, id uint64) string {
-	if data, err := os.ReadFile(filepath.Join(c.procRoot, strconv.FormatUint(uint64(pid), 10), "cgroup")); err == nil {
-		if p := cgroupFromProc(string(data)); p != "" {
-			return p
+func newCgroupPaths() *cgroupPaths {
+	var roots []string
+	for _, r := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+		if _, err := os.Stat(filepath.Join(r, "cgroup.procs")); err == nil {
+			roots = append(roots, r)
 		}
 	}
-	return c.byID(id)
+	return &cgroupPaths{roots: roots, cache: map[uint64]string{}}
 }
 
-// cgroupFromProc picks the memory controller's v1 path when there is one
-// below the root, else the unified (v2) path.
-func cgroupFromProc(data string) string {
-	unified := ""
-	for _, line := range strings.Split(data, "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if parts[0] == "0" && parts[1] == "" {
-			unified = parts[2]
-		}
-		for _, ctrl := range strings.Split(parts[1], ",") {
-			if ctrl == "memory" && parts[2] != "/" {
-				return parts[2]
-			}
-		}
-	}
-	return unified
-}
-
-func (c *cgroupPaths) byID(id uint64) string {
+func (c *cgroupPaths) path(id uint64) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p, ok := c.cache[id]; ok {
 		return p
 	}
-	root := "/sys/fs/cgroup"
-	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
-		root = "/sys/fs/cgroup/unified" // hybrid hierarchy
+	for _, root := range c.roots {
+		if p := findCgroup(root, id); p != "" {
+			c.cache[id] = p
+			return p
+		}
 	}
-	var rootDev uint64
-	if st, err := os.Stat(root); err == nil {
-		rootDev = st.Sys().(*syscall.Stat_t).Dev
+	return ""
+}
+
+// findCgroup walks one cgroup hierarchy for the directory with inode id.
+func findCgroup(root string, id uint64) string {
+	st, err := os.Stat(root)
+	if err != nil {
+		return ""
 	}
+	rootDev := st.Sys().(*syscall.Stat_t).Dev
 	found := ""
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
@@ -137,17 +120,17 @@ func (c *cgroupPaths) byID(id uint64) string {
 		if err != nil {
 			return nil
 		}
-		// Inode numbers are only unique within one file system.
-		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Dev == rootDev && st.Ino == id {
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok || st.Dev != rootDev {
+			return filepath.SkipDir // another hierarchy mounted below this one
+		}
+		if st.Ino == id {
 			rel, _ := filepath.Rel(root, p)
 			found = "/" + strings.TrimPrefix(rel, ".")
 			return filepath.SkipAll
 		}
 		return nil
 	})
-	if found != "" {
-		c.cache[id] = found
-	}
 	return found
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -122,17 +123,17 @@ type fakeRunning struct{}
 func (fakeRunning) Counters() map[string]uint64 { return nil }
 func (fakeRunning) Close() error                { return nil }
 
-func TestCgroupFromProcPrefersTheMemoryController(t *testing.T) {
-	cases := map[string]string{
-		"0::/user.slice/app.scope\n":                     "/user.slice/app.scope",
-		"4:memory:/test-oom\n1:cpu:/\n0::/\n":            "/test-oom",
-		"4:memory:/\n0::/system.slice/x.service\n":       "/system.slice/x.service",
-		"12:cpuset:/\n5:memory,hugetlb:/limited\n0::/\n": "/limited",
-		"": "",
+func TestFindCgroupResolvesIdsToPaths(t *testing.T) {
+	root := t.TempDir()
+	dir := root + "/a/b"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	for in, want := range cases {
-		if got := cgroupFromProc(in); got != want {
-			t.Errorf("cgroupFromProc(%q) = %q, want %q", in, got, want)
-		}
+	st, _ := os.Stat(dir)
+	if got := findCgroup(root, st.Sys().(*syscall.Stat_t).Ino); got != "/a/b" {
+		t.Errorf("findCgroup = %q, want /a/b", got)
+	}
+	if got := findCgroup(root, 1); got != "" {
+		t.Errorf("findCgroup of a missing id = %q", got)
 	}
 }
