@@ -11,4 +11,6 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
+require github.com/BurntSushi/toml v1.6.0 // indirect
+
 tool github.com/cilium/ebpf/cmd/bpf2go

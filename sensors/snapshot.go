@@ -14,6 +14,7 @@ type Snapshot struct {
 	// PressureFull likewise to "full" (no "full" line for cpu on old kernels).
 	Pressure     map[string][3]float64
 	PressureFull map[string][3]float64
+	Disks        []DiskUsage
 }
 
 // Health levels.

@@ -1,0 +1,514 @@
+// Package alerts turns sensor data and journaled events into alerts: rules
+// with hysteresis for machine state (memory pressure, low memory, full
+// disks, runaway processes, processes far beyond their learned normal) and
+// one alert per troubling event (OOM kill, crash, failed unit).
+package alerts
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/npllm/npllm/sensors"
+)
+
+// Severities.
+const (
+	Info     = "info"
+	Warning  = "warning"
+	Critical = "critical"
+)
+
+// Kinds.
+const (
+	KindMemoryPressure = "memory.pressure"
+	KindMemoryLow      = "memory.low"
+	KindOOMKill        = "oom.kill"
+	KindProcessCrash   = "process.crash"
+	KindUnitFailed     = "unit.failed"
+	KindDiskFull       = "disk.full"
+	KindCPURunaway     = "cpu.runaway"
+	KindAnomaly        = "process.anomaly"
+)
+
+// Alert is one raised alert.
+type Alert struct {
+	ID       string
+	Severity string
+	Kind     string
+	Summary  string // one line for people; never another user's command line or paths
+	RaisedNS uint64
+	// Details are broadcast with the Alert signal: pids, process names,
+	// sizes — nothing private.
+	Details map[string]any
+	// Private details (cgroup paths, command lines) go only to root and
+	// the owner, through GetAlert.
+	Private  map[string]any
+	OwnerUID uint32
+	HasOwner bool
+
+	expires time.Time // zero: cleared by its rule
+}
+
+// Change is what the engine tells its listener: an alert raised (or
+// re-raised with a new severity or details), or cleared.
+type Change struct {
+	Raised  *Alert
+	Cleared string
+}
+
+// ProcessLister is the part of the process table the engine samples.
+type ProcessLister interface {
+	List(sensors.ListOptions) ([]sensors.Process, error)
+}
+
+// Engine evaluates the rules. Its methods are safe for concurrent use;
+// the listener is called without the engine's lock held, in order.
+type Engine struct {
+	baselines *Baselines
+	procs     ProcessLister
+	listener  func(Change)
+
+	mu      sync.Mutex
+	cfg     Config
+	active  map[string]*Alert
+	pending []Change
+
+	pressureSince  time.Time // first sample above the warning level
+	fullSince      time.Time
+	pressureCalmAt time.Time // first sample below the clear level
+	runawaySince   map[string]time.Time
+	lastProcSample time.Time
+	lastProcs      []sensors.Process
+	lastProcsAt    time.Time
+
+	notifyMu sync.Mutex
+}
+
+// maxEventAlerts bounds alerts raised by single events; the oldest is
+// cleared first.
+const maxEventAlerts = 64
+
+// New makes an engine. procs may be nil (no cpu.runaway, no live anomaly).
+func New(cfg Config, baselines *Baselines, procs ProcessLister, listener func(Change)) *Engine {
+	return &Engine{cfg: cfg, baselines: baselines, procs: procs, listener: listener,
+		active: map[string]*Alert{}, runawaySince: map[string]time.Time{}}
+}
+
+// Config returns the thresholds in force.
+func (e *Engine) Config() Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg
+}
+
+// SetConfig replaces the thresholds (already validated).
+func (e *Engine) SetConfig(c Config) {
+	e.mu.Lock()
+	e.cfg = c
+	e.mu.Unlock()
+}
+
+// Active lists the active alerts, oldest first.
+func (e *Engine) Active() []Alert {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Alert, 0, len(e.active))
+	for _, a := range e.active {
+		out = append(out, *a)
+	}
+	slices.SortFunc(out, func(a, b Alert) int {
+		if a.RaisedNS != b.RaisedNS {
+			if a.RaisedNS < b.RaisedNS {
+				return -1
+			}
+			return 1
+		}
+		return cmpString(a.ID, b.ID)
+	})
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Get returns one active alert.
+func (e *Engine) Get(id string) (Alert, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, ok := e.active[id]
+	if !ok {
+		return Alert{}, false
+	}
+	return *a, true
+}
+
+// raise adds or updates an alert; an unchanged re-raise is not reported.
+func (e *Engine) raise(a *Alert, now time.Time) {
+	if old, ok := e.active[a.ID]; ok {
+		if old.Severity == a.Severity && maps.EqualFunc(old.Details, a.Details, func(x, y any) bool { return fmt.Sprint(x) == fmt.Sprint(y) }) {
+			return
+		}
+		a.RaisedNS = old.RaisedNS
+	} else {
+		a.RaisedNS = uint64(now.UnixNano())
+	}
+	e.active[a.ID] = a
+	c := *a
+	e.pending = append(e.pending, Change{Raised: &c})
+}
+
+func (e *Engine) clear(id string) {
+	if _, ok := e.active[id]; !ok {
+		return
+	}
+	delete(e.active, id)
+	e.pending = append(e.pending, Change{Cleared: id})
+}
+
+// flush hands pending changes to the listener outside the engine's lock,
+// in the order they happened.
+func (e *Engine) flush() {
+	e.notifyMu.Lock()
+	defer e.notifyMu.Unlock()
+	e.mu.Lock()
+	pending := e.pending
+	e.pending = nil
+	e.mu.Unlock()
+	if e.listener == nil {
+		return
+	}
+	for _, c := range pending {
+		e.listener(c)
+	}
+}
+
+// fatalSignals end a process in a way that is a crash, not a request.
+var fatalSignals = map[uint32]string{4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 11: "SIGSEGV"}
+
+// Event looks at one journaled event.
+func (e *Engine) Event(ev sensors.Event, now time.Time) {
+	defer e.flush()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f := ev.Fields
+	str := func(k string) string { s, _ := f[k].(string); return s }
+	u64 := func(k string) uint64 {
+		switch n := f[k].(type) {
+		case uint64:
+			return n
+		case uint32:
+			return uint64(n)
+		case int32:
+			return uint64(n)
+		}
+		return 0
+	}
+	seq := strconv.FormatUint(ev.Seq, 10)
+	switch ev.Kind {
+	case "process.exit":
+		sig := uint32(u64("signal"))
+		core, _ := f["core_dumped"].(bool)
+		name, crashed := fatalSignals[sig]
+		crashed = crashed || core
+		if e.baselines != nil {
+			e.baselines.Observe(str("comm"), u64("max_rss_bytes"), u64("cpu_ns"), u64("runtime_ns"), crashed, now)
+		}
+		if !crashed {
+			return
+		}
+		if name == "" {
+			name = "signal " + strconv.FormatUint(uint64(sig), 10)
+		}
+		e.raiseEvent(&Alert{ID: KindProcessCrash + "/" + seq, Severity: Warning, Kind: KindProcessCrash,
+			Summary: fmt.Sprintf("%s (pid %d) crashed: %s%s", str("comm"), ev.PID, name, map[bool]string{true: ", core dumped", false: ""}[core]),
+			Details: map[string]any{"pid": ev.PID, "uid": ev.UID, "comm": str("comm"), "signal": sig, "signal_name": name,
+				"core_dumped": core, "start_time": u64("start_time"), "seq": ev.Seq},
+			OwnerUID: ev.UID, HasOwner: ev.HasUID}, now)
+	case "oom.kill":
+		e.raiseEvent(&Alert{ID: KindOOMKill + "/" + seq, Severity: Critical, Kind: KindOOMKill,
+			Summary: fmt.Sprintf("%s (pid %d) was killed for lack of memory (%s in use)", str("comm"), ev.PID, humanBytes(u64("rss_bytes"))),
+			Details: map[string]any{"pid": ev.PID, "uid": ev.UID, "comm": str("comm"), "rss_bytes": u64("rss_bytes"), "seq": ev.Seq},
+			Private: map[string]any{"cgroup": str("cgroup")}, OwnerUID: ev.UID, HasOwner: ev.HasUID}, now)
+	case "unit.failed":
+		unit := str("unit")
+		e.raiseEvent(&Alert{ID: KindUnitFailed + "/" + unit, Severity: Warning, Kind: KindUnitFailed,
+			Summary: fmt.Sprintf("%s failed (%s)", unit, str("result")),
+			Details: map[string]any{"unit": unit, "result": str("result"), "seq": ev.Seq}}, now)
+	case "unit.restarted":
+		e.clear(KindUnitFailed + "/" + str("unit"))
+	}
+}
+
+func (e *Engine) raiseEvent(a *Alert, now time.Time) {
+	a.expires = now.Add(e.cfg.EventAlertTTL.D())
+	var event []*Alert
+	for _, x := range e.active {
+		if !x.expires.IsZero() {
+			event = append(event, x)
+		}
+	}
+	if len(event) >= maxEventAlerts {
+		slices.SortFunc(event, func(a, b *Alert) int { return a.expires.Compare(b.expires) })
+		for _, x := range event[:len(event)-maxEventAlerts+1] {
+			e.clear(x.ID)
+		}
+	}
+	e.raise(a, now)
+}
+
+// Machine evaluates the state rules on one snapshot, and every
+// ProcessSampleInterval samples the process table.
+func (e *Engine) Machine(snap *sensors.Snapshot, now time.Time) {
+	defer e.flush()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, a := range e.active {
+		if !a.expires.IsZero() && now.After(a.expires) {
+			e.clear(id)
+		}
+	}
+	e.pressureRule(snap, now)
+	e.memoryLowRule(snap, now)
+	e.diskRule(snap, now)
+	if e.procs != nil && now.Sub(e.lastProcSample) >= e.cfg.ProcessSampleInterval.D() {
+		e.lastProcSample = now
+		e.processRules(now)
+	}
+}
+
+func (e *Engine) pressureRule(snap *sensors.Snapshot, now time.Time) {
+	some, full := snap.Pressure["memory"][0], snap.PressureFull["memory"][0]
+	sustain := e.cfg.PressureSustain.D()
+	since := func(t *time.Time, cond bool) bool {
+		if !cond {
+			*t = time.Time{}
+			return false
+		}
+		if t.IsZero() {
+			*t = now
+		}
+		return now.Sub(*t) >= sustain
+	}
+	warn := since(&e.pressureSince, some >= e.cfg.PressureSomePercent)
+	crit := since(&e.fullSince, full >= e.cfg.PressureFullPercent)
+	calm := since(&e.pressureCalmAt, some < e.cfg.PressureSomePercent/2 && full < e.cfg.PressureFullPercent/2)
+	_, active := e.active[KindMemoryPressure]
+	switch {
+	case crit || warn:
+		sev := Warning
+		if crit {
+			sev = Critical
+		}
+		// Rounded so that small wobbles do not re-raise the alert.
+		e.raise(&Alert{ID: KindMemoryPressure, Severity: sev, Kind: KindMemoryPressure,
+			Summary: fmt.Sprintf("memory pressure: tasks stalled %.0f%% of the last 10 s waiting for memory", some),
+			Details: map[string]any{"some_avg10": float64(int(some)), "full_avg10": float64(int(full)), "top": e.topMemory(3)}}, now)
+	case active && calm:
+		e.clear(KindMemoryPressure)
+	}
+}
+
+func (e *Engine) memoryLowRule(snap *sensors.Snapshot, now time.Time) {
+	if snap.MemoryTotal == 0 {
+		return
+	}
+	mem := 100 * float64(snap.MemoryAvailable) / float64(snap.MemoryTotal)
+	swap := 0.0
+	if snap.SwapTotal > 0 {
+		swap = 100 * float64(snap.SwapFree) / float64(snap.SwapTotal)
+	}
+	low := e.cfg.MemoryLowPercent
+	_, active := e.active[KindMemoryLow]
+	switch {
+	case mem < low && swap < low:
+		sev := Warning
+		if mem < low/2 {
+			sev = Critical
+		}
+		e.raise(&Alert{ID: KindMemoryLow, Severity: sev, Kind: KindMemoryLow,
+			Summary: fmt.Sprintf("memory is running out: %s available, %.0f%% of swap free", humanBytes(snap.MemoryAvailable), swap),
+			Details: map[string]any{"available_percent": float64(int(mem)), "swap_free_percent": float64(int(swap)), "top": e.topMemory(3)}}, now)
+	case active && (mem >= low+5 || swap >= low+5):
+		e.clear(KindMemoryLow)
+	}
+}
+
+func (e *Engine) diskRule(snap *sensors.Snapshot, now time.Time) {
+	seen := map[string]bool{}
+	for _, d := range snap.Disks {
+		id := KindDiskFull + "/" + d.Mount
+		seen[id] = true
+		used := max(d.UsedPercent, d.InodesPercent)
+		_, active := e.active[id]
+		switch {
+		case used >= e.cfg.DiskWarningPercent:
+			sev := Warning
+			if used >= e.cfg.DiskCriticalPercent {
+				sev = Critical
+			}
+			what := "space"
+			if d.InodesPercent > d.UsedPercent {
+				what = "inodes"
+			}
+			e.raise(&Alert{ID: id, Severity: sev, Kind: KindDiskFull,
+				Summary: fmt.Sprintf("%s is %.0f%% full (%s; %s free)", d.Mount, used, what, humanBytes(d.AvailBytes)),
+				Details: map[string]any{"mount": d.Mount, "fstype": d.FSType, "used_percent": float64(int(d.UsedPercent)),
+					"inodes_percent": float64(int(d.InodesPercent)), "avail_bytes": d.AvailBytes / (1 << 20) << 20}}, now)
+		case active && used < e.cfg.DiskWarningPercent-3:
+			e.clear(id)
+		}
+	}
+	for id, a := range e.active {
+		if a.Kind == KindDiskFull && !seen[id] {
+			e.clear(id) // unmounted
+		}
+	}
+}
+
+// topByMemory returns the n largest processes by RSS.
+func topByMemory(all []sensors.Process, n int) []sensors.Process {
+	list := slices.Clone(all)
+	slices.SortFunc(list, func(a, b sensors.Process) int {
+		if a.RSSBytes != b.RSSBytes {
+			if a.RSSBytes > b.RSSBytes {
+				return -1
+			}
+			return 1
+		}
+		return int(a.PID) - int(b.PID)
+	})
+	return list[:min(n, len(list))]
+}
+
+// topMemory names the largest processes, from the last process sample
+// when it is recent, so that a pressure alert offers them to act on.
+func (e *Engine) topMemory(n int) []map[string]any {
+	list := e.lastProcs
+	if e.procs != nil && time.Since(e.lastProcsAt) > 2*e.cfg.ProcessSampleInterval.D() {
+		if fresh, err := e.procs.List(sensors.ListOptions{SortBy: "memory", Limit: n}); err == nil {
+			list = fresh
+		}
+	}
+	list = topByMemory(list, n)
+	out := make([]map[string]any, 0, len(list))
+	for _, p := range list {
+		out = append(out, map[string]any{"pid": p.PID, "start_time": p.StartTime, "comm": p.Comm, "uid": p.UID,
+			"rss_bytes": p.RSSBytes / (1 << 20) << 20})
+	}
+	return out
+}
+
+// processRules: cpu.runaway and the live side of process.anomaly.
+func (e *Engine) processRules(now time.Time) {
+	// One read of the table (CPU percentages need the previous sample,
+	// which the table keeps between these calls).
+	all, err := e.procs.List(sensors.ListOptions{SortBy: "cpu"})
+	if err != nil {
+		return
+	}
+	e.lastProcs, e.lastProcsAt = all, now
+	byCPU := all[:min(5, len(all))]
+	byMem := topByMemory(all, 10)
+	seen := map[string]bool{}
+	for _, p := range byCPU {
+		id := fmt.Sprintf("%s/%d/%d", KindCPURunaway, p.PID, p.StartTime)
+		if p.CPUPercent < e.cfg.RunawayCPUPercent {
+			if p.CPUPercent < e.cfg.RunawayCPUPercent/2 {
+				delete(e.runawaySince, id)
+				e.clear(id)
+			} else if _, active := e.active[id]; active {
+				seen[id] = true
+			}
+			continue
+		}
+		seen[id] = true
+		start, ok := e.runawaySince[id]
+		if !ok {
+			e.runawaySince[id] = now
+			continue
+		}
+		if now.Sub(start) >= e.cfg.RunawayAfter.D() {
+			e.raise(&Alert{ID: id, Severity: Warning, Kind: KindCPURunaway,
+				Summary: fmt.Sprintf("%s (pid %d) has kept a CPU busy for %s", p.Comm, p.PID, now.Sub(start).Round(time.Second)),
+				Details: map[string]any{"pid": p.PID, "start_time": p.StartTime, "comm": p.Comm, "uid": p.UID, "cpu_percent": float64(int(p.CPUPercent))},
+				OwnerUID: p.UID, HasOwner: true}, now)
+		}
+	}
+	for id := range e.runawaySince {
+		if !seen[id] {
+			delete(e.runawaySince, id)
+			e.clear(id)
+		}
+	}
+	if e.baselines == nil {
+		return
+	}
+	over := map[string]bool{}
+	for _, p := range byMem {
+		bl, ok := e.baselines.Get(p.Comm)
+		if !ok || bl.Runs < uint64(e.cfg.AnomalyMinSamples) {
+			continue
+		}
+		p95 := Percentile(bl.RSS, 0.95)
+		if float64(p.RSSBytes) <= e.cfg.AnomalyFactor*float64(p95) || p.RSSBytes <= e.cfg.AnomalyMinBytes {
+			continue
+		}
+		id := fmt.Sprintf("%s/%d/%d", KindAnomaly, p.PID, p.StartTime)
+		over[id] = true
+		e.raise(&Alert{ID: id, Severity: Warning, Kind: KindAnomaly,
+			Summary: fmt.Sprintf("%s (pid %d) uses %s, %.0f× its usual peak of %s", p.Comm, p.PID, humanBytes(p.RSSBytes), float64(p.RSSBytes)/float64(max(p95, 1)), humanBytes(p95)),
+			Details: map[string]any{"pid": p.PID, "start_time": p.StartTime, "comm": p.Comm, "uid": p.UID,
+				"rss_bytes": p.RSSBytes / (1 << 20) << 20, "baseline_p95_rss_bytes": p95, "baseline_runs": bl.Runs},
+			OwnerUID: p.UID, HasOwner: true}, now)
+	}
+	for id, a := range e.active {
+		if a.Kind == KindAnomaly && !over[id] {
+			e.clear(id)
+		}
+	}
+}
+
+// Health is the highest severity among state alerts; alerts about single
+// events count as warnings (they tell of something past).
+func (e *Engine) Health() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	level := sensors.HealthOK
+	for _, a := range e.active {
+		sev := a.Severity
+		if !a.expires.IsZero() && sev == Critical {
+			sev = Warning
+		}
+		switch {
+		case sev == Critical:
+			return sensors.HealthCritical
+		case sev == Warning:
+			level = sensors.HealthWarning
+		}
+	}
+	return level
+}
+
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
