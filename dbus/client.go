@@ -154,6 +154,27 @@ func (c *Client) SyscallStats(ctx context.Context, options map[string]any) ([]ma
 	return out, err
 }
 
+// Alert calls GetAlert.
+func (c *Client) Alert(ctx context.Context, id string) (map[string]godbus.Variant, error) {
+	var out map[string]godbus.Variant
+	err := c.obj.CallWithContext(ctx, Interface+".GetAlert", 0, id).Store(&out)
+	return out, err
+}
+
+// Baseline calls GetBaseline.
+func (c *Client) Baseline(ctx context.Context, program string) (map[string]godbus.Variant, error) {
+	var out map[string]godbus.Variant
+	err := c.obj.CallWithContext(ctx, Interface+".GetBaseline", 0, program).Store(&out)
+	return out, err
+}
+
+// Configuration calls GetConfiguration.
+func (c *Client) Configuration(ctx context.Context) (map[string]godbus.Variant, error) {
+	var out map[string]godbus.Variant
+	err := c.obj.CallWithContext(ctx, Interface+".GetConfiguration", 0).Store(&out)
+	return out, err
+}
+
 // CallInteractive calls a method with the ALLOW_INTERACTIVE_AUTHORIZATION
 // header flag, so polkit may ask the user (through their desktop's or
 // terminal's agent). godbus's Object.Call drops that flag, so the message is

@@ -44,6 +44,17 @@ func runKernelHelper(op string) int {
 		}
 		fmt.Fprintln(os.Stderr, "hog survived 4 GiB:", len(chunks))
 		return 1
+	case "footprint":
+		// Hold NPLLM_FOOTPRINT_MIB of touched memory for NPLLM_FOOTPRINT_MS.
+		mib, _ := strconv.Atoi(os.Getenv("NPLLM_FOOTPRINT_MIB"))
+		ms, _ := strconv.Atoi(os.Getenv("NPLLM_FOOTPRINT_MS"))
+		b := make([]byte, mib<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		b[len(b)-1] = 2
+		return 0
 	case "flock-fail":
 		for range flockFailures {
 			syscall.Syscall(syscall.SYS_FLOCK, ^uintptr(0), syscall.LOCK_EX, 0) // fd -1: EBADF

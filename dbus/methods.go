@@ -97,7 +97,14 @@ func (a *api) GetProcess(msg godbus.Message, pid uint32) (info map[string]godbus
 	if err != nil {
 		return nil, ToDBus(err)
 	}
-	return processToDBus(&p, callerUID), nil
+	info = processToDBus(&p, callerUID)
+	if a.s.cfg.Baselines != nil {
+		// The learned normal next to the current values.
+		if bl, ok := a.s.cfg.Baselines.Get(p.Comm); ok {
+			info["baseline"] = godbus.MakeVariant(baselineToDBus(bl))
+		}
+	}
+	return info, nil
 }
 
 func (a *api) processTable() (*sensors.ProcessTable, *godbus.Error) {

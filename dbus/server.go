@@ -15,6 +15,7 @@ import (
 	"github.com/npllm/npllm/actions"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/sensors/alerts"
 	"github.com/npllm/npllm/sensors/journal"
 )
 
@@ -34,6 +35,11 @@ type ServerConfig struct {
 	// Journal serves GetEvents; Hub's counters are shown in Sensors.
 	Journal *journal.Journal
 	Hub     *sensors.Hub
+	// Alerts raises and clears alerts; nil leaves ActiveAlerts empty.
+	Alerts *alerts.Engine
+	// Baselines, when set, are shown by GetProcess and GetBaseline and
+	// saved every minute.
+	Baselines *alerts.Baselines
 }
 
 // Server is the org.npllm.Assistant1 object of npllmd.
@@ -45,8 +51,9 @@ type Server struct {
 	log      *slog.Logger
 	api      *api
 
-	callers callerCache
-	health  string
+	callers   callerCache
+	health    string
+	lastSaved time.Time
 }
 
 // NewServer exports the object with all its interfaces on conn. It does not
@@ -167,7 +174,18 @@ func (s *Server) refresh() {
 	if s.cfg.Sensors != nil {
 		s.cfg.Sensors.Sample(&snap)
 	}
+	now := time.Now()
 	s.health = snap.Health()
+	if s.cfg.Alerts != nil {
+		s.cfg.Alerts.Machine(&snap, now)
+		s.health = worse(s.health, s.cfg.Alerts.Health())
+	}
+	if s.cfg.Baselines != nil && now.Sub(s.lastSaved) >= time.Minute {
+		s.lastSaved = now
+		if err := s.cfg.Baselines.Save(); err != nil {
+			s.log.Warn("save baselines", "err", err)
+		}
+	}
 	pressure := map[string]struct{ Avg10, Avg60, Avg300 float64 }{}
 	for k, v := range snap.Pressure {
 		pressure[k] = struct{ Avg10, Avg60, Avg300 float64 }{v[0], v[1], v[2]}
@@ -183,7 +201,7 @@ func (s *Server) refresh() {
 		"SwapFree":        snap.SwapFree,
 		"Pressure":        pressure,
 		"Sensors":         s.sensorRows(),
-		"ActiveAlerts":    []map[string]godbus.Variant{},
+		"ActiveAlerts":    s.activeAlerts(),
 	}); err != nil {
 		s.log.Warn("emit PropertiesChanged", "err", err)
 	}

@@ -27,17 +27,22 @@ type Rule struct {
 // missing here is denied (Lookup), and a test checks that every method of
 // the interface XML has an entry.
 var Methods = map[string]Rule{
-	"GetProcesses":    {ReadOnly: true},
-	"GetProcess":      {ReadOnly: true},
-	"GetEvents":       {ReadOnly: true},
-	"GetHistogram":    {ReadOnly: true},
-	"GetSyscallStats": {ReadOnly: true},
+	"GetProcesses":     {ReadOnly: true},
+	"GetProcess":       {ReadOnly: true},
+	"GetEvents":        {ReadOnly: true},
+	"GetHistogram":     {ReadOnly: true},
+	"GetSyscallStats":  {ReadOnly: true},
+	"GetAlert":         {ReadOnly: true},
+	"GetBaseline":      {ReadOnly: true},
+	"GetConfiguration": {ReadOnly: true},
 
 	"SignalProcess":        {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"SetProcessPriority":   {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"SetProcessIOPriority": {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"ManageUnit":           {Action: ActionManageUnits},
 	"SetSensorEnabled":     {Action: ActionConfigure},
+	"ForgetBaseline":       {Action: ActionConfigure},
+	"Configure":            {Action: ActionConfigure},
 }
 
 // Lookup returns the rule of a method; ok is false for methods the table

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/npllm/npllm/dbus"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/sensors/alerts"
 	"github.com/npllm/npllm/sensors/journal"
 )
 
@@ -53,7 +55,8 @@ bus cannot be reached, 2 on bad options.
 	force := flags.String("force-variant", "", "comma-separated sensor=variant pairs that restrict a sensor to one variant (e.g. processes=procfs)")
 	disable := flags.String("disable-sensor", "", "comma-separated sensors to leave off")
 	enable := flags.String("enable-sensor", "", "comma-separated sensors to start although they are off by default (e.g. syscalls)")
-	stateDir := flags.String("state-dir", defaultStateDir(), "where the event journal is kept ($STATE_DIRECTORY under systemd)")
+	stateDir := flags.String("state-dir", defaultStateDir(), "where the event journal and learned baselines are kept ($STATE_DIRECTORY under systemd)")
+	configPath := flags.String("config", "/etc/npllm/npllmd.toml", "alert thresholds ([alerts] table); a missing file means the documented defaults")
 	queue := flags.Int("event-queue", 65536, "events buffered between sensors and the journal; beyond it events are dropped and counted")
 	showVersion := flags.Bool("version", false, "print the version and exit")
 	if err := flags.Parse(os.Args[1:]); err != nil {
@@ -73,9 +76,14 @@ bus cannot be reached, 2 on bad options.
 		fmt.Fprintf(os.Stderr, "npllmd: --force-variant: %v\n", err)
 		os.Exit(2)
 	}
+	thresholds, err := alerts.LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "npllmd: --config: %v\n", err)
+		os.Exit(2)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
-	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue}); err != nil {
+	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, thresholds}); err != nil {
 		log.Error("npllmd stopped", "err", err)
 		os.Exit(1)
 	}
@@ -87,6 +95,7 @@ type options struct {
 	enabled  map[string]bool
 	stateDir string
 	queue    int
+	alerts   alerts.Config
 }
 
 func defaultStateDir() string {
@@ -122,15 +131,34 @@ func run(log *slog.Logger, o options) error {
 	mgr := sensors.NewManager(ctx, &sensors.Env{Log: log, ForceVariant: o.forced, Hub: hub}, o.enabled)
 	defer mgr.Close()
 
+	// committed events → alert engine (learns baselines) → Alert signals
+	baselines, err := alerts.OpenBaselines(filepath.Join(o.stateDir, "baselines.json"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := baselines.Save(); err != nil {
+			log.Error("save baselines", "err", err)
+		}
+	}()
+	var procs alerts.ProcessLister
+	if t, ok := mgr.Running("processes").(*sensors.ProcessTable); ok {
+		procs = t
+	}
+	engine := alerts.New(o.alerts, baselines, procs, nil)
+
 	units := &actions.Units{}
 	defer units.Close()
 	srv, err := dbus.NewServer(conn, dbus.ServerConfig{
 		Version: version, Refresh: o.refresh, Sensors: mgr, Log: log,
 		Authority: polkit.NewAuthority(conn), Units: units, Journal: jrnl, Hub: hub,
+		Alerts: engine, Baselines: baselines,
 	})
 	if err != nil {
 		return err
 	}
+	engine.SetListener(srv.AlertChanged)
+	go engine.Follow(ctx, hub.Subscribe(4096))
 	if err := srv.RequestName(); err != nil {
 		return err
 	}

@@ -43,6 +43,16 @@ Commands:
   syscalls [--pid PID] [--syscall NAME] [--sort count|errors|time] [--limit N]
                          top processes by syscall count, with errors by
                          errno (needs "npllmctl sensors enable syscalls")
+  alerts                 active alerts (memory, disks, OOM kills, crashes, …)
+  alert ID               one alert; root and the process's owner also see
+                         its private details (e.g. the cgroup)
+  baseline PROGRAM [--forget]
+                         what npllmd has learned is normal for a program
+                         (peak memory, CPU time, lifetime, crashes);
+                         --forget starts learning again (polkit: configure)
+  config [KEY=VALUE ...] show the alert thresholds, or change them until
+                         npllmd restarts (polkit: configure); the file is
+                         /etc/npllm/npllmd.toml
   signal PID SIGNAL      send TERM, KILL, INT, HUP, STOP or CONT
   renice PID NICE        set the nice value (-20..19) of every thread
   ionice PID CLASS LEVEL set the I/O class (realtime, best-effort, idle)

@@ -354,18 +354,24 @@ type Daemon struct {
 
 // StartDaemon runs the npllmd binary on the bus and waits until it owns
 // org.npllm.Assistant. Its log goes to Dir/npllmd-<n>.log; its journal to
-// Dir/state unless args name a --state-dir.
+// Dir/state unless args name a --state-dir; its thresholds come from
+// Dir/npllmd.toml (absent: the defaults) unless args name a --config, so
+// the host's /etc/npllm never leaks into a test.
 func (b *Bus) StartDaemon(binary string, args ...string) (*Daemon, error) {
 	logf, err := os.CreateTemp(b.Dir, "npllmd-*.log")
 	if err != nil {
 		return nil, err
 	}
-	hasState := false
+	hasState, hasConfig := false, false
 	for _, a := range args {
 		hasState = hasState || strings.HasPrefix(a, "--state-dir")
+		hasConfig = hasConfig || strings.HasPrefix(a, "--config")
 	}
 	if !hasState {
 		args = append([]string{"--state-dir=" + filepath.Join(b.Dir, "state")}, args...)
+	}
+	if !hasConfig {
+		args = append([]string{"--config=" + filepath.Join(b.Dir, "npllmd.toml")}, args...)
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+b.Address)

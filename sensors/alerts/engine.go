@@ -5,6 +5,7 @@
 package alerts
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -96,6 +97,25 @@ const maxEventAlerts = 64
 func New(cfg Config, baselines *Baselines, procs ProcessLister, listener func(Change)) *Engine {
 	return &Engine{cfg: cfg, baselines: baselines, procs: procs, listener: listener,
 		active: map[string]*Alert{}, runawaySince: map[string]time.Time{}}
+}
+
+// SetListener sets who hears of changes; call it before events flow.
+func (e *Engine) SetListener(listener func(Change)) {
+	e.notifyMu.Lock()
+	e.listener = listener
+	e.notifyMu.Unlock()
+}
+
+// Follow feeds committed events from sub to the engine until ctx ends.
+func (e *Engine) Follow(ctx context.Context, sub *sensors.Subscription) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-sub.C:
+			e.Event(ev, time.Now())
+		}
+	}
 }
 
 // Config returns the thresholds in force.
@@ -440,8 +460,8 @@ func (e *Engine) processRules(now time.Time) {
 		}
 		if now.Sub(start) >= e.cfg.RunawayAfter.D() {
 			e.raise(&Alert{ID: id, Severity: Warning, Kind: KindCPURunaway,
-				Summary: fmt.Sprintf("%s (pid %d) has kept a CPU busy for %s", p.Comm, p.PID, now.Sub(start).Round(time.Second)),
-				Details: map[string]any{"pid": p.PID, "start_time": p.StartTime, "comm": p.Comm, "uid": p.UID, "cpu_percent": float64(int(p.CPUPercent))},
+				Summary:  fmt.Sprintf("%s (pid %d) has kept a CPU busy for %s", p.Comm, p.PID, now.Sub(start).Round(time.Second)),
+				Details:  map[string]any{"pid": p.PID, "start_time": p.StartTime, "comm": p.Comm, "uid": p.UID, "cpu_percent": float64(int(p.CPUPercent))},
 				OwnerUID: p.UID, HasOwner: true}, now)
 		}
 	}
