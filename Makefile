@@ -8,7 +8,9 @@ XML      := $(shell find dbus packaging systemd -name '*.xml' -o -name '*.conf' 
 # Integration tests start daemons and buses: run packages one at a time.
 TESTFLAGS ?= -p 1 -count=1 -timeout 30m
 
-.PHONY: all build run test bench lint clean generate check-generated
+MCPCLIENT := desktop/mcp/testclient
+
+.PHONY: all build run test bench lint clean generate check-generated npm-deps
 
 all: build
 
@@ -20,23 +22,28 @@ build:
 run: build
 	$(BIN)/npllm-devbus --bin $(BIN)
 
-test: lint check-generated
+test: lint check-generated npm-deps
 	$(GO) test $(TESTFLAGS) ./...
+
+# The official MCP SDK client the bridge's tests drive (npm registry).
+npm-deps:
+	@test -d $(MCPCLIENT)/node_modules/@modelcontextprotocol/sdk || npm ci --prefix $(MCPCLIENT) --no-audit --no-fund
 
 # Rebuilds the eBPF objects and their Go loaders (needs clang and
 # libbpf-dev). vmlinux.h is refreshed only by "make vmlinux" (bpftool), as
 # it describes the kernel of the machine that dumps it.
 generate:
 	cd bpf && $(GO) generate ./...
+	cd sensors && ./syscall_names.sh
 
 vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 
 # Fails when the committed bpf2go outputs are not what the sources compile to.
 check-generated: generate
-	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed bpf2go outputs are stale; run make generate and commit"; exit 1; }
+	@git diff --exit-code --stat -- bpf/ sensors/syscall_names_amd64.go || { echo "generated files are stale; run make generate and commit"; exit 1; }
 
-bench: build
+bench: build npm-deps
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -count 1 ./...
 
 lint:
@@ -45,4 +52,4 @@ lint:
 	xmllint --noout $(XML)
 
 clean:
-	rm -rf $(BIN) dist
+	rm -rf $(BIN) dist $(MCPCLIENT)/node_modules

@@ -72,6 +72,42 @@ func (u *Units) Manage(ctx context.Context, unit, verb string) (godbus.ObjectPat
 	return godbus.ObjectPath("/org/freedesktop/systemd1/job/" + strconv.Itoa(id)), nil
 }
 
+// UnitStatus is what systemd says of a unit.
+type UnitStatus struct {
+	Unit, Description, LoadState, ActiveState, SubState, Result string
+	Restarts                                                    uint32
+	MainPID                                                     uint32
+	ExecMainStatus                                              int32
+	ActiveEnterTimestampUS                                      uint64
+}
+
+// Status reads a unit's state from systemd.
+func (u *Units) Status(ctx context.Context, unit string) (UnitStatus, error) {
+	if err := ValidateUnitName(unit); err != nil {
+		return UnitStatus{}, err
+	}
+	conn, err := u.connect(ctx)
+	if err != nil {
+		return UnitStatus{}, err
+	}
+	props, err := conn.GetUnitPropertiesContext(ctx, unit)
+	if err != nil {
+		return UnitStatus{}, fmt.Errorf("systemd: %s: %w", unit, err)
+	}
+	st := UnitStatus{Unit: unit}
+	str := func(k string) string { s, _ := props[k].(string); return s }
+	st.Description, st.LoadState, st.ActiveState, st.SubState = str("Description"), str("LoadState"), str("ActiveState"), str("SubState")
+	st.ActiveEnterTimestampUS, _ = props["ActiveEnterTimestamp"].(uint64)
+	// Service-only properties.
+	if svc, err := conn.GetUnitTypePropertiesContext(ctx, unit, "Service"); err == nil {
+		st.Result, _ = svc["Result"].(string)
+		st.Restarts, _ = svc["NRestarts"].(uint32)
+		st.MainPID, _ = svc["MainPID"].(uint32)
+		st.ExecMainStatus, _ = svc["ExecMainStatus"].(int32)
+	}
+	return st, nil
+}
+
 // Close drops the connection to systemd.
 func (u *Units) Close() {
 	u.mu.Lock()

@@ -175,6 +175,13 @@ func (c *Client) Configuration(ctx context.Context) (map[string]godbus.Variant, 
 	return out, err
 }
 
+// Unit calls GetUnit.
+func (c *Client) Unit(ctx context.Context, unit string) (map[string]godbus.Variant, error) {
+	var out map[string]godbus.Variant
+	err := c.obj.CallWithContext(ctx, Interface+".GetUnit", 0, unit).Store(&out)
+	return out, err
+}
+
 // CallInteractive calls a method with the ALLOW_INTERACTIVE_AUTHORIZATION
 // header flag, so polkit may ask the user (through their desktop's or
 // terminal's agent). godbus's Object.Call drops that flag, so the message is

@@ -121,6 +121,32 @@ func (a *api) SetSensorEnabled(msg godbus.Message, name string, on bool, options
 	return nil
 }
 
+func (a *api) GetUnit(msg godbus.Message, unit string) (out map[string]godbus.Variant, derr *godbus.Error) {
+	c, derr := a.s.begin(msg, "GetUnit")
+	if derr != nil {
+		return nil, derr
+	}
+	defer c.end(&derr)
+	if err := actions.ValidateUnitName(unit); err != nil {
+		return nil, ToDBus(err)
+	}
+	if a.s.cfg.Units == nil || !actions.Booted() {
+		return nil, NewError(ErrNotSupported, "systemd is not running as PID 1 on this machine, so there are no units to show")
+	}
+	st, err := a.s.cfg.Units.Status(context.Background(), unit)
+	if err != nil {
+		return nil, ToDBus(err)
+	}
+	return map[string]godbus.Variant{
+		"unit": godbus.MakeVariant(st.Unit), "description": godbus.MakeVariant(st.Description),
+		"load_state": godbus.MakeVariant(st.LoadState), "active_state": godbus.MakeVariant(st.ActiveState),
+		"sub_state": godbus.MakeVariant(st.SubState), "result": godbus.MakeVariant(st.Result),
+		"restarts": godbus.MakeVariant(st.Restarts), "main_pid": godbus.MakeVariant(st.MainPID),
+		"exec_main_status":          godbus.MakeVariant(st.ExecMainStatus),
+		"active_enter_timestamp_us": godbus.MakeVariant(st.ActiveEnterTimestampUS),
+	}, nil
+}
+
 // onProcess pins the target, authorizes the caller for it and acts.
 // escalate marks requests that go beyond what a user may do to their own
 // processes (raising priority), which need the any-process action.

@@ -35,6 +35,7 @@ var Methods = map[string]Rule{
 	"GetAlert":         {ReadOnly: true},
 	"GetBaseline":      {ReadOnly: true},
 	"GetConfiguration": {ReadOnly: true},
+	"GetUnit":          {ReadOnly: true},
 
 	"SignalProcess":        {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"SetProcessPriority":   {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},

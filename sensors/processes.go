@@ -82,15 +82,40 @@ type cpuSample struct {
 }
 
 // ProcessTable reads processes from procfs. CPU percentages need two
-// samples: the table remembers the last one per (pid, start_time); when it
-// has none recent enough it takes a second sample after cpuWindow.
+// samples: the table remembers the last two per (pid, start_time), and
+// measures against the newer one that is at least cpuMinDelta old; when it
+// has none it takes a second sample after cpuWindow. Keeping two means
+// calls in quick succession (an MCP client polling system_status) always
+// find a baseline instead of each waiting cpuWindow.
 type ProcessTable struct {
 	fs   procfs.FS
 	root string
 
 	mu    sync.Mutex
-	prev  map[procKey]cpuSample
+	prev  map[procKey]cpuHistory
 	scans uint64
+}
+
+// cpuHistory holds a process's two most recent samples, older first.
+type cpuHistory [2]cpuSample
+
+// baseline picks the newest sample in [cpuMinDelta, cpuMaxAge] before now.
+func (h cpuHistory) baseline(now time.Time) (cpuSample, bool) {
+	for _, s := range []cpuSample{h[1], h[0]} {
+		if age := now.Sub(s.at); !s.at.IsZero() && age >= cpuMinDelta && age <= cpuMaxAge {
+			return s, true
+		}
+	}
+	return cpuSample{}, false
+}
+
+// record adds a sample unless the newest is younger than cpuMinDelta (it
+// would push out the only usable baseline).
+func (h cpuHistory) record(s cpuSample) cpuHistory {
+	if !h[1].at.IsZero() && s.at.Sub(h[1].at) < cpuMinDelta {
+		return h
+	}
+	return cpuHistory{h[1], s}
 }
 
 const (
@@ -109,7 +134,7 @@ func NewProcessTable(procRoot string) (*ProcessTable, error) {
 	if err != nil {
 		return nil, &Unavailable{Reason: "procfs: " + err.Error(), Fix: "mount /proc"}
 	}
-	return &ProcessTable{fs: fs, root: procRoot, prev: map[procKey]cpuSample{}}, nil
+	return &ProcessTable{fs: fs, root: procRoot, prev: map[procKey]cpuHistory{}}, nil
 }
 
 func (t *ProcessTable) Counters() map[string]uint64 {
@@ -120,21 +145,32 @@ func (t *ProcessTable) Counters() map[string]uint64 {
 
 func (t *ProcessTable) Close() error { return nil }
 
-// List returns processes sorted and limited as asked.
+// List returns processes sorted and limited as asked. Reading /proc costs
+// tens of microseconds per file here, so only what the sort and the filter
+// need is read for every process (stat; status for a uid filter, io for an
+// io sort); the rest only for the processes returned.
 func (t *ProcessTable) List(opts ListOptions) ([]Process, error) {
 	procs, err := t.fs.AllProcs()
 	if err != nil {
 		return nil, fmt.Errorf("list /proc: %w", err)
 	}
 	out := make([]Process, 0, len(procs))
+	handles := make(map[uint32]procfs.Proc, len(procs))
 	for _, p := range procs {
-		info, err := t.read(p, false)
+		info, err := t.readStat(p)
 		if err != nil {
 			continue // exited while we looked
 		}
-		if opts.UID != nil && info.UID != *opts.UID {
-			continue
+		if opts.UID != nil {
+			t.readOwner(p, &info)
+			if info.UID != *opts.UID {
+				continue
+			}
 		}
+		if opts.SortBy == "io" {
+			t.readIO(p, &info)
+		}
+		handles[info.PID] = p
 		out = append(out, info)
 	}
 	t.fillCPU(out, opts.UID == nil)
@@ -143,7 +179,14 @@ func (t *ProcessTable) List(opts ListOptions) ([]Process, error) {
 		out = out[:opts.Limit]
 	}
 	for i := range out {
-		out[i].Cmdline = t.cmdline(int(out[i].PID))
+		p := handles[out[i].PID]
+		if opts.UID == nil {
+			t.readOwner(p, &out[i])
+		}
+		if opts.SortBy != "io" {
+			t.readIO(p, &out[i])
+		}
+		t.readDetails(p, &out[i])
 	}
 	return out, nil
 }
@@ -157,17 +200,20 @@ func (t *ProcessTable) Get(pid uint32) (Process, error) {
 	if err != nil {
 		return Process{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
 	}
-	info, err := t.read(p, true)
+	info, err := t.readStat(p)
 	if err != nil {
 		return Process{}, err
 	}
+	t.readOwner(p, &info)
+	t.readIO(p, &info)
+	t.readDetails(p, &info)
 	one := []Process{info}
 	t.fillCPU(one, false)
 	return one[0], nil
 }
 
-// read gathers one process; full adds cmdline.
-func (t *ProcessTable) read(p procfs.Proc, full bool) (Process, error) {
+// readStat reads /proc/pid/stat: identity, state, memory, CPU time.
+func (t *ProcessTable) readStat(p procfs.Proc) (Process, error) {
 	st, err := p.Stat()
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -175,25 +221,33 @@ func (t *ProcessTable) read(p procfs.Proc, full bool) (Process, error) {
 		}
 		return Process{}, fmt.Errorf("pid %d: %w", p.PID, err)
 	}
-	info := Process{
+	return Process{
 		PID: uint32(st.PID), PPID: uint32(st.PPID), Comm: st.Comm, State: st.State,
 		StartTime: st.Starttime, Nice: int32(st.Nice), Threads: uint32(st.NumThreads),
 		RSSBytes:     uint64(max(st.ResidentMemory(), 0)),
 		KernelThread: isKernelThread(st.PID, st.PPID),
-	}
+		cpuTicks:     uint64(st.UTime + st.STime),
+	}, nil
+}
+
+// readOwner adds the real uid (/proc/pid/status) and the user name.
+func (t *ProcessTable) readOwner(p procfs.Proc, info *Process) {
 	if status, err := p.NewStatus(); err == nil {
 		info.UID = uint32(status.UIDs[0])
 	}
 	info.User = UserName(info.UID)
+}
+
+func (t *ProcessTable) readIO(p procfs.Proc, info *Process) {
 	if pio, err := p.IO(); err == nil {
 		info.IOReadBytes, info.IOWriteBytes = pio.ReadBytes, pio.WriteBytes
 	}
+}
+
+// readDetails adds the cgroup, unit and command line.
+func (t *ProcessTable) readDetails(p procfs.Proc, info *Process) {
 	info.Cgroup, info.Unit = readCgroup(path.Join(t.root, strconv.Itoa(p.PID), "cgroup"))
-	if full {
-		info.Cmdline = t.cmdline(p.PID)
-	}
-	info.cpuTicks = uint64(st.UTime + st.STime)
-	return info, nil
+	info.Cmdline = t.cmdline(p.PID)
 }
 
 // Identity is what names a process beyond its pid.
@@ -241,42 +295,66 @@ func isKernelThread(pid, ppid int) bool { return pid == 2 || ppid == 2 }
 func (t *ProcessTable) fillCPU(procs []Process, fullListing bool) {
 	now := time.Now()
 	base := make(map[procKey]cpuSample, len(procs))
+	hist := make(map[procKey]cpuHistory, len(procs))
 	t.mu.Lock()
-	fresh := true
+	known := 0
 	for _, p := range procs {
 		k := procKey{p.PID, p.StartTime}
-		s, ok := t.prev[k]
-		if age := now.Sub(s.at); !ok || age < cpuMinDelta || age > cpuMaxAge {
-			fresh = false
+		h := t.prev[k]
+		hist[k] = h
+		if s, ok := h.baseline(now); ok {
+			base[k] = s
+			known++
 		}
-		base[k] = s
 	}
 	t.mu.Unlock()
 
-	if !fresh {
+	// A cold table (first call, or none recent) samples twice; otherwise
+	// processes new since the last call are measured over their lifetime,
+	// so one new process does not make every call wait cpuWindow.
+	if known == 0 {
 		for i, p := range procs {
-			base[procKey{p.PID, p.StartTime}] = cpuSample{ticks: p.cpuTicks, at: now}
+			k := procKey{p.PID, p.StartTime}
+			first := cpuSample{ticks: p.cpuTicks, at: now}
+			base[k], hist[k] = first, cpuHistory{{}, first}
 			if ticks, ok := t.cpuTicksAfter(p, i == 0); ok {
 				procs[i].cpuTicks = ticks
 			}
 		}
 		now = time.Now()
 	}
+	uptime := t.uptime()
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.scans++
 	if fullListing || len(t.prev) > 1<<16 {
-		clear(t.prev)
+		clear(t.prev) // forget processes that are gone
 	}
 	for i := range procs {
 		k := procKey{procs[i].PID, procs[i].StartTime}
 		cur := cpuSample{ticks: procs[i].cpuTicks, at: now}
-		if s := base[k]; cur.at.After(s.at) && cur.ticks >= s.ticks {
+		s, ok := base[k]
+		switch {
+		case ok && cur.at.After(s.at) && cur.ticks >= s.ticks:
 			procs[i].CPUPercent = 100 * float64(cur.ticks-s.ticks) / userHZ / cur.at.Sub(s.at).Seconds()
+		case !ok && uptime > 0:
+			if age := uptime - float64(procs[i].StartTime)/userHZ; age > 0 {
+				procs[i].CPUPercent = min(100*float64(cur.ticks)/userHZ/age, 100*float64(procs[i].Threads))
+			}
 		}
-		t.prev[k] = cur
+		t.prev[k] = hist[k].record(cur)
 	}
+}
+
+// uptime is seconds since boot (0 if unreadable).
+func (t *ProcessTable) uptime() float64 {
+	data, err := os.ReadFile(path.Join(t.root, "uptime"))
+	if err != nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(data) + " 0")[0], 64)
+	return f
 }
 
 // cpuTicksAfter re-reads a process's CPU time; the first call of a round

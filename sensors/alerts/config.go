@@ -56,7 +56,7 @@ func DefaultConfig() Config {
 		RunawayCPUPercent: 90, RunawayAfter: Duration(2 * time.Minute),
 		AnomalyFactor: 3, AnomalyMinBytes: 500 << 20, AnomalyMinSamples: 5,
 		EventAlertTTL:         Duration(10 * time.Minute),
-		ProcessSampleInterval: Duration(5 * time.Second),
+		ProcessSampleInterval: Duration(10 * time.Second),
 	}
 }
 

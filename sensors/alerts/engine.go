@@ -416,6 +416,7 @@ func topByMemory(all []sensors.Process, n int) []sensors.Process {
 func (e *Engine) topMemory(n int) []map[string]any {
 	list := e.lastProcs
 	if e.procs != nil && time.Since(e.lastProcsAt) > 2*e.cfg.ProcessSampleInterval.D() {
+		// Not sampled lately (the interval is long): read now.
 		if fresh, err := e.procs.List(sensors.ListOptions{SortBy: "memory", Limit: n}); err == nil {
 			list = fresh
 		}
@@ -431,15 +432,16 @@ func (e *Engine) topMemory(n int) []map[string]any {
 
 // processRules: cpu.runaway and the live side of process.anomaly.
 func (e *Engine) processRules(now time.Time) {
-	// One read of the table (CPU percentages need the previous sample,
-	// which the table keeps between these calls).
-	all, err := e.procs.List(sensors.ListOptions{SortBy: "cpu"})
+	// Two short reads: the table details only the processes it returns.
+	byCPU, err := e.procs.List(sensors.ListOptions{SortBy: "cpu", Limit: 5})
 	if err != nil {
 		return
 	}
-	e.lastProcs, e.lastProcsAt = all, now
-	byCPU := all[:min(5, len(all))]
-	byMem := topByMemory(all, 10)
+	byMem, err := e.procs.List(sensors.ListOptions{SortBy: "memory", Limit: 10})
+	if err != nil {
+		return
+	}
+	e.lastProcs, e.lastProcsAt = byMem, now
 	seen := map[string]bool{}
 	for _, p := range byCPU {
 		id := fmt.Sprintf("%s/%d/%d", KindCPURunaway, p.PID, p.StartTime)

@@ -1,0 +1,148 @@
+// Command npllm-agent is npllm's per-user desktop agent: it turns npllmd's
+// alerts into desktop notifications and a tray icon, and serves MCP so local
+// models can observe the machine and act through polkit as the user. It
+// only wires packages together; see the README's architecture section.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	godbus "github.com/godbus/dbus/v5"
+	"github.com/mark3labs/mcp-go/server"
+
+	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/desktop"
+	"github.com/npllm/npllm/desktop/mcp"
+)
+
+var version = "0.1.0-dev"
+
+const usage = `Usage: npllm-agent [OPTIONS]
+       npllm-agent mcp [--http 127.0.0.1:PORT] [--read-only] [--no-prompt]
+
+npllm-agent runs as the desktop user. Without a command it shows npllmd's
+alerts as desktop notifications (with buttons that act through polkit) and
+a tray icon; it is started by the npllm-agent.service user unit or XDG
+autostart.
+
+"npllm-agent mcp" serves the Model Context Protocol for local models:
+on stdin/stdout (what MCP clients that spawn servers use: mcphost, LM
+Studio, Claude-Desktop-style configs), or with --http on a loopback
+address at /mcp, where every request needs
+"Authorization: Bearer <token>" (the token is read from, or created in,
+$XDG_RUNTIME_DIR/npllm/mcp-token, mode 0600) and browser requests from
+foreign origins are refused. The bridge talks only to npllmd's D-Bus API,
+as you: writes are decided by polkit.
+
+mcp options:
+  --http ADDR     serve streamable HTTP on ADDR (loopback only) instead of stdio
+  --read-only     offer no tool that changes anything
+  --no-prompt     never let polkit ask you to confirm a write (refuse instead)
+  --log-level L   debug, info, warn or error (logs go to stderr)
+
+Environment:
+  DBUS_SYSTEM_BUS_ADDRESS  the bus to use instead of the system bus
+  XDG_RUNTIME_DIR          where the HTTP token is kept
+
+Exit status: 0 on a clean stop, 1 on failure, 2 on bad usage.
+`
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Print(usage)
+		return
+	}
+	if len(args) > 0 && args[0] == "--version" {
+		fmt.Println("npllm-agent", version)
+		return
+	}
+	var err error
+	if len(args) > 0 && args[0] == "mcp" {
+		err = runMCP(args[1:])
+	} else {
+		err = runAgent(args)
+	}
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "npllm-agent: %v (see npllm-agent --help)\n", err)
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "npllm-agent: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ error }
+
+func logger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level: %w", err)}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runMCP(args []string) error {
+	fs := flag.NewFlagSet("npllm-agent mcp", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	httpAddr := fs.String("http", "", "")
+	readOnly := fs.Bool("read-only", false, "")
+	noPrompt := fs.Bool("no-prompt", false, "")
+	level := fs.String("log-level", "info", "")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	log, err := logger(*level)
+	if err != nil {
+		return err
+	}
+	if *httpAddr != "" {
+		if err := mcp.CheckLoopback(*httpAddr); err != nil {
+			return usageError{err}
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	conn, err := godbus.ConnectSystemBus()
+	if err != nil {
+		return fmt.Errorf("connect to the system bus: %w", err)
+	}
+	defer conn.Close()
+	bridge := mcp.New(npbus.NewClient(conn), mcp.Options{Version: version, ReadOnly: *readOnly, Interactive: !*noPrompt, Log: log})
+	watcher := desktop.NewWatcher(conn, log)
+	watcher.Signal = bridge.DaemonSignal
+	go watcher.Run(ctx)
+
+	if *httpAddr == "" {
+		log.Info("serving MCP on stdio", "read_only", *readOnly)
+		return server.NewStdioServer(bridge.Server()).Listen(ctx, os.Stdin, os.Stdout)
+	}
+	path, err := mcp.TokenPath()
+	if err != nil {
+		return err
+	}
+	token, err := mcp.LoadOrCreateToken(path)
+	if err != nil {
+		return err
+	}
+	log.Info("MCP token", "file", path)
+	return bridge.ServeHTTP(ctx, *httpAddr, token)
+}
+
+func runAgent(args []string) error {
+	return usageError{errors.New("the desktop agent is not built yet; use \"npllm-agent mcp\"")}
+}
