@@ -24,13 +24,19 @@ import (
 
 var version = "0.1.0-dev"
 
-const usage = `Usage: npllm-agent [OPTIONS]
+const usage = `Usage: npllm-agent [--config FILE] [--log-level L]
        npllm-agent mcp [--http 127.0.0.1:PORT] [--read-only] [--no-prompt]
 
 npllm-agent runs as the desktop user. Without a command it shows npllmd's
 alerts as desktop notifications (with buttons that act through polkit) and
 a tray icon; it is started by the npllm-agent.service user unit or XDG
 autostart.
+
+Notifications are updated in place, bursts of OOM kills or crashes within
+30 s share one, and dismissing the same kind of alert about the same app
+three times mutes it (undo: npllmctl unmute KIND APP, or the tray menu).
+Settings: $XDG_CONFIG_HOME/npllm/agent.toml (tray = false hides the tray
+icon; [mcp] http = "127.0.0.1:PORT" also serves MCP over HTTP).
 
 "npllm-agent mcp" serves the Model Context Protocol for local models:
 on stdin/stdout (what MCP clients that spawn servers use: mcphost, LM
@@ -144,5 +150,50 @@ func runMCP(args []string) error {
 }
 
 func runAgent(args []string) error {
-	return usageError{errors.New("the desktop agent is not built yet; use \"npllm-agent mcp\"")}
+	fs := flag.NewFlagSet("npllm-agent", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	level := fs.String("log-level", "info", "")
+	configPath := fs.String("config", desktop.AgentConfigPath(), "")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	log, err := logger(*level)
+	if err != nil {
+		return err
+	}
+	cfg, err := desktop.LoadAgentConfig(*configPath)
+	if err != nil {
+		return usageError{err}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	agent, err := desktop.NewAgent(cfg, log)
+	if err != nil {
+		return err
+	}
+	var extra func(*godbus.Signal)
+	if cfg.MCP.HTTP != "" {
+		// The long-running agent also serves MCP over HTTP when asked to.
+		if err := mcp.CheckLoopback(cfg.MCP.HTTP); err != nil {
+			return usageError{fmt.Errorf("%s: [mcp] http: %w", *configPath, err)}
+		}
+		path, err := mcp.TokenPath()
+		if err != nil {
+			return err
+		}
+		token, err := mcp.LoadOrCreateToken(path)
+		if err != nil {
+			return err
+		}
+		bridge := mcp.New(agent.Client, mcp.Options{Version: version, ReadOnly: cfg.MCP.ReadOnly, Interactive: true, Log: log})
+		extra = bridge.DaemonSignal
+		go func() {
+			if err := bridge.ServeHTTP(ctx, cfg.MCP.HTTP, token); err != nil {
+				log.Error("MCP over HTTP stopped", "err", err)
+			}
+		}()
+	}
+	log.Info("npllm-agent running", "version", version)
+	return agent.Run(ctx, extra)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/sensors"
 )
 
 func init() {
@@ -91,7 +92,7 @@ func runBaseline(ctx context.Context, env *Env, c *npbus.Client, args []string) 
 		return printJSON(env.Out, npbus.Plain(b))
 	}
 	fmt.Fprintf(env.Out, "%s: %d runs, %d crashes\n", program, u64(b["runs"]), u64(b["crashes"]))
-	fmt.Fprintf(env.Out, "  peak memory  p50 %s  p95 %s  (ewma %s)\n", HumanBytes(u64(b["rss_p50_bytes"])), HumanBytes(u64(b["rss_p95_bytes"])), HumanBytes(u64(b["rss_ewma_bytes"])))
+	fmt.Fprintf(env.Out, "  peak memory  p50 %s  p95 %s  (ewma %s)\n", sensors.HumanBytes(u64(b["rss_p50_bytes"])), sensors.HumanBytes(u64(b["rss_p95_bytes"])), sensors.HumanBytes(u64(b["rss_ewma_bytes"])))
 	fmt.Fprintf(env.Out, "  CPU time     p95 %s\n", humanNS(u64(b["cpu_p95_ns"])))
 	fmt.Fprintf(env.Out, "  lifetime     p95 %s\n", humanNS(u64(b["lifetime_p95_ns"])))
 	return nil

@@ -53,6 +53,9 @@ Commands:
   config [KEY=VALUE ...] show the alert thresholds, or change them until
                          npllmd restarts (polkit: configure); the file is
                          /etc/npllm/npllmd.toml
+  mutes                  the alerts you muted in npllm-agent (yours only)
+  unmute KIND [APP]      hear of a muted kind of alert again (e.g.
+                         "npllmctl unmute process.crash firefox")
   signal PID SIGNAL      send TERM, KILL, INT, HUP, STOP or CONT
   renice PID NICE        set the nice value (-20..19) of every thread
   ionice PID CLASS LEVEL set the I/O class (realtime, best-effort, idle)
@@ -104,6 +107,8 @@ type Env struct {
 type command struct {
 	name string
 	run  func(ctx context.Context, env *Env, c *npbus.Client, args []string) error
+	// local commands do not talk to npllmd (c is nil).
+	local bool
 }
 
 var commands = map[string]command{}
@@ -132,6 +137,16 @@ func Run(ctx context.Context, env *Env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, env.Timeout)
 	defer cancel()
+	if cmd.local {
+		if err := cmd.run(ctx, env, nil, rest[1:]); err != nil {
+			var ee *ExitError
+			if errors.As(err, &ee) {
+				return err
+			}
+			return &ExitError{Code: 1, Err: err}
+		}
+		return nil
+	}
 	client, err := env.Connect(ctx)
 	if err != nil {
 		return &ExitError{Code: 3, Err: err}
@@ -175,20 +190,6 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// HumanBytes formats a byte count with binary units.
-func HumanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func sortedKeys[V any](m map[string]V) []string {

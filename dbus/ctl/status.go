@@ -8,6 +8,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/sensors"
 )
 
 func init() { register(command{name: "status", run: runStatus}) }
@@ -26,11 +27,11 @@ func runStatus(ctx context.Context, env *Env, c *npbus.Client, args []string) er
 	w := env.Out
 	fmt.Fprintf(w, "npllmd %s — health: %s\n", st.Version, strings.ToUpper(st.Health))
 	fmt.Fprintf(w, "  load      %.2f %.2f %.2f   cpu %.1f%%\n", st.Load[0], st.Load[1], st.Load[2], st.CPUUsage)
-	fmt.Fprintf(w, "  memory    %s available of %s (%.0f%%)\n", HumanBytes(st.MemoryAvailable), HumanBytes(st.MemoryTotal), percent(st.MemoryAvailable, st.MemoryTotal))
+	fmt.Fprintf(w, "  memory    %s available of %s (%.0f%%)\n", sensors.HumanBytes(st.MemoryAvailable), sensors.HumanBytes(st.MemoryTotal), percent(st.MemoryAvailable, st.MemoryTotal))
 	if st.SwapTotal == 0 {
 		fmt.Fprintf(w, "  swap      none\n")
 	} else {
-		fmt.Fprintf(w, "  swap      %s free of %s (%.0f%%)\n", HumanBytes(st.SwapFree), HumanBytes(st.SwapTotal), percent(st.SwapFree, st.SwapTotal))
+		fmt.Fprintf(w, "  swap      %s free of %s (%.0f%%)\n", sensors.HumanBytes(st.SwapFree), sensors.HumanBytes(st.SwapTotal), percent(st.SwapFree, st.SwapTotal))
 	}
 	if len(st.Pressure) == 0 {
 		fmt.Fprintf(w, "  pressure  unavailable (see sensors)\n")

@@ -10,6 +10,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/sensors"
 )
 
 func init() {
@@ -41,7 +42,7 @@ func runTop(ctx context.Context, env *Env, c *npbus.Client, args []string) error
 	for _, p := range procs {
 		io := u64(p["io_read_bytes"]) + u64(p["io_write_bytes"])
 		fmt.Fprintf(env.Out, "%7d %-10.10s %6.1f %10s %10s %4d  %s\n",
-			u64(p["pid"]), str(p["user"]), f64(p["cpu_percent"]), HumanBytes(u64(p["rss_bytes"])), HumanBytes(io), i64(p["nice"]), str(p["comm"]))
+			u64(p["pid"]), str(p["user"]), f64(p["cpu_percent"]), sensors.HumanBytes(u64(p["rss_bytes"])), sensors.HumanBytes(io), i64(p["nice"]), str(p["comm"]))
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/sensors"
 )
 
 // Output caps keep answers small enough for small local models.
@@ -218,8 +219,8 @@ func (b *Bridge) systemStatus(ctx context.Context, _ mcp.CallToolRequest) (*mcp.
 		return daemonError("read the system status", err), nil
 	}
 	text := fmt.Sprintf("Health %s. Load %.2f %.2f %.2f, CPU %.0f%%. Memory: %s available of %s. Swap: %s free of %s.",
-		st.Health, st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, human(st.MemoryAvailableBytes), human(st.MemoryTotalBytes),
-		human(st.SwapFreeBytes), human(st.SwapTotalBytes))
+		st.Health, st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, sensors.HumanBytes(st.MemoryAvailableBytes), sensors.HumanBytes(st.MemoryTotalBytes),
+		sensors.HumanBytes(st.SwapFreeBytes), sensors.HumanBytes(st.SwapTotalBytes))
 	if m, ok := st.Pressure["memory"]; ok && m.Avg10 > 0 {
 		text += fmt.Sprintf(" Memory pressure %.1f%%.", m.Avg10)
 	}
@@ -262,7 +263,7 @@ func (b *Bridge) listProcesses(ctx context.Context, req mcp.CallToolRequest) (*m
 	for _, p := range procs {
 		s := processSummary(p)
 		out.Processes = append(out.Processes, s)
-		lines = append(lines, fmt.Sprintf("%d %s (%s) cpu %.0f%% rss %s", s.PID, s.Comm, s.User, s.CPUPercent, human(s.RSSBytes)))
+		lines = append(lines, fmt.Sprintf("%d %s (%s) cpu %.0f%% rss %s", s.PID, s.Comm, s.User, s.CPUPercent, sensors.HumanBytes(s.RSSBytes)))
 	}
 	return mcp.NewToolResultStructured(out, strings.Join(lines, "\n")), nil
 }
@@ -286,7 +287,7 @@ func (b *Bridge) processDetails(ctx context.Context, req mcp.CallToolRequest) (*
 		out.RecentEvents = evs
 	}
 	text := fmt.Sprintf("pid %d %v (%v), state %v, cpu %.0f%%, rss %s, start_time %v", pid, out.Process["comm"], out.Process["user"],
-		out.Process["state"], out.Process["cpu_percent"], human(toU64(out.Process["rss_bytes"])), out.Process["start_time"])
+		out.Process["state"], out.Process["cpu_percent"], sensors.HumanBytes(toU64(out.Process["rss_bytes"])), out.Process["start_time"])
 	return mcp.NewToolResultStructured(out, text), nil
 }
 
@@ -616,19 +617,6 @@ func plainList(l []map[string]godbus.Variant) []map[string]any {
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
-
-func human(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
 
 // sortedKeys is used by the prompts.
 func sortedKeys(m map[string]PSI) []string {

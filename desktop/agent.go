@@ -1,0 +1,130 @@
+package desktop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/BurntSushi/toml"
+	godbus "github.com/godbus/dbus/v5"
+
+	npbus "github.com/npllm/npllm/dbus"
+)
+
+// AgentConfig is $XDG_CONFIG_HOME/npllm/agent.toml.
+type AgentConfig struct {
+	// Tray turns the tray icon on (default) or off.
+	Tray *bool `toml:"tray"`
+	MCP  struct {
+		// HTTP, when set, also serves MCP on this loopback address.
+		HTTP     string `toml:"http"`
+		ReadOnly bool   `toml:"read_only"`
+	} `toml:"mcp"`
+}
+
+// AgentConfigPath is where the agent's settings live.
+func AgentConfigPath() string {
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "npllm", "agent.toml")
+}
+
+// LoadAgentConfig reads path (missing: defaults); unknown keys are errors.
+func LoadAgentConfig(path string) (AgentConfig, error) {
+	var c AgentConfig
+	md, err := toml.DecodeFile(path, &c)
+	if errors.Is(err, os.ErrNotExist) {
+		return AgentConfig{}, nil
+	}
+	if err != nil {
+		return AgentConfig{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return AgentConfig{}, fmt.Errorf("%s: unknown key %s", path, und[0])
+	}
+	return c, nil
+}
+
+// Agent is the running desktop agent.
+type Agent struct {
+	System, Session *godbus.Conn
+	Client          *npbus.Client
+	Notifier        *Notifier
+	Tray            *Tray
+	Watcher         *Watcher
+	log             *slog.Logger
+}
+
+// NewAgent connects to both buses and the notification server.
+func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
+	system, err := godbus.ConnectSystemBus()
+	if err != nil {
+		return nil, fmt.Errorf("connect to the system bus: %w", err)
+	}
+	session, err := godbus.ConnectSessionBus()
+	if err != nil {
+		system.Close()
+		return nil, fmt.Errorf("connect to the session bus (is this a desktop session?): %w", err)
+	}
+	mutes, err := OpenMutes(MutesPath())
+	if err != nil {
+		log.Warn("mutes unreadable; starting with none", "file", MutesPath(), "err", err)
+		mutes = &Mutes{path: MutesPath(), Muted: map[string]bool{}, Dismissed: map[string]int{}}
+	}
+	client := npbus.NewClient(system)
+	notifier, err := NewNotifier(session, client, mutes, log)
+	if err != nil {
+		system.Close()
+		session.Close()
+		return nil, err
+	}
+	a := &Agent{System: system, Session: session, Client: client, Notifier: notifier, log: log}
+	if cfg.Tray == nil || *cfg.Tray {
+		a.Tray = NewTray(session, client, notifier, mutes, log)
+	}
+	a.Watcher = NewWatcher(system, log)
+	return a, nil
+}
+
+// Run follows npllmd until ctx ends. extra, if set, also receives each
+// genuine signal (the MCP bridge's resource updates).
+func (a *Agent) Run(ctx context.Context, extra func(*godbus.Signal)) error {
+	defer a.System.Close()
+	defer a.Session.Close()
+	defer a.Notifier.Close()
+	// Catching up starts at the journal's end: earlier events are history.
+	if newest, _, err := a.Client.Events(ctx, math.MaxUint64-1, 1, nil); err == nil {
+		a.Notifier.StartSeq(newest)
+	}
+	a.Watcher.Signal = func(sig *godbus.Signal) {
+		a.Notifier.Signal(sig)
+		if a.Tray != nil {
+			a.Tray.Changed()
+		}
+		if extra != nil {
+			extra(sig)
+		}
+	}
+	a.Watcher.Owner = func(owner string) {
+		if owner == "" {
+			a.log.Warn("npllmd is gone from the system bus; waiting for it")
+			return
+		}
+		a.log.Info("following npllmd", "unique_name", owner)
+		go a.Notifier.CatchUp(ctx)
+		if a.Tray != nil {
+			a.Tray.Changed()
+		}
+	}
+	if a.Tray != nil {
+		go a.Tray.Run(ctx)
+	}
+	return a.Watcher.Run(ctx)
+}

@@ -1,0 +1,381 @@
+package desktop_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/dbus/devbus"
+)
+
+// End to end: the real npllm-agent against a real npllmd (private system
+// bus, real polkitd) and a real notification server (dunst under Xvfb on
+// a private session bus).
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	switch os.Getenv("NPLLM_TEST_HELPER") {
+	case "hog":
+		fmt.Fscanln(os.Stdin)
+		var chunks [][]byte
+		for range 4096 {
+			b := make([]byte, 1<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1
+			}
+			chunks = append(chunks, b)
+		}
+		os.Exit(len(chunks) % 2)
+	}
+	if os.Geteuid() == 0 || os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
+		dir, err := devbus.BuildBinaries("./cmd/npllmd", "./cmd/npllm-agent", "./cmd/npllmctl")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binDir = dir
+	}
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func bin(name string) string { return filepath.Join(binDir, name) }
+
+type world struct {
+	bus      *devbus.Bus
+	daemon   *devbus.Daemon
+	desk     *devbus.Desktop
+	agent    *exec.Cmd
+	agentLog *os.File
+	home     string
+}
+
+// setup starts npllmd (with the thresholds in toml), a desktop, and the agent.
+func setup(t *testing.T, toml string) *world {
+	t.Helper()
+	w := &world{bus: devbus.ForTest(t)}
+	if toml != "" {
+		os.WriteFile(filepath.Join(w.bus.Dir, "npllmd.toml"), []byte(toml), 0o644)
+	}
+	w.daemon = w.bus.DaemonForTest(t, bin("npllmd"))
+	w.desk = devbus.DesktopForTest(t)
+	w.home = t.TempDir()
+	w.startAgent(t)
+	return w
+}
+
+func (w *world) env() []string {
+	return append(w.desk.Env(), "DBUS_SYSTEM_BUS_ADDRESS="+w.bus.Address,
+		"XDG_STATE_HOME="+filepath.Join(w.home, "state"), "XDG_CONFIG_HOME="+filepath.Join(w.home, "config"),
+		"XDG_RUNTIME_DIR="+w.home)
+}
+
+func (w *world) startAgent(t *testing.T) {
+	t.Helper()
+	logf, err := os.CreateTemp(w.home, "agent-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.agentLog = logf
+	w.agent = exec.Command(bin("npllm-agent"), "--log-level=debug")
+	w.agent.Env = w.env()
+	w.agent.Stdout, w.agent.Stderr = logf, logf
+	w.agent.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := w.agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	agent := w.agent
+	t.Cleanup(func() {
+		agent.Process.Signal(syscall.SIGTERM)
+		agent.Wait()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", w.log())
+		}
+	})
+	w.waitLog(t, "following npllmd")
+}
+
+func (w *world) log() string {
+	data, _ := os.ReadFile(w.agentLog.Name())
+	return string(data)
+}
+
+func (w *world) waitLog(t *testing.T, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(w.log(), s); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent never logged %q", s)
+		}
+	}
+}
+
+func (w *world) displayed(t *testing.T) int {
+	t.Helper()
+	out, err := w.desk.Dunstctl("count", "displayed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+// waitDisplayed waits until cond holds for the number on screen.
+func (w *world) waitDisplayed(t *testing.T, what string, cond func(int) bool) int {
+	t.Helper()
+	var n int
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if n = w.displayed(t); cond(n) {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d notifications displayed", what, n)
+		}
+	}
+}
+
+type note struct {
+	ID       int
+	Summary  string
+	Body     string
+	Message  string
+	Category string
+}
+
+// history closes everything on screen and returns dunst's history.
+func (w *world) history(t *testing.T) []note {
+	t.Helper()
+	w.desk.Dunstctl("close-all")
+	time.Sleep(200 * time.Millisecond)
+	out, err := w.desk.Dunstctl("history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Data [][]map[string]struct {
+			Data any `json:"data"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(out, &h); err != nil {
+		t.Fatalf("dunstctl history: %v\n%s", err, out)
+	}
+	var notes []note
+	for _, n := range h.Data[0] {
+		s := func(k string) string { v, _ := n[k].Data.(string); return v }
+		id, _ := n["id"].Data.(float64)
+		notes = append(notes, note{ID: int(id), Summary: s("summary"), Body: s("body"), Message: s("message"), Category: s("category")})
+	}
+	return notes
+}
+
+// memoryCgroup makes a 48 MiB cgroup (v2 when it has the memory
+// controller, else v1) and returns a function that moves a pid into it.
+func memoryCgroup(t *testing.T) func(int) {
+	t.Helper()
+	name := fmt.Sprintf("npllm-test-agent-%d", os.Getpid())
+	var dir, limit string
+	if ctrl, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && strings.Contains(string(ctrl), "memory") {
+		os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte("+memory"), 0o644)
+		dir, limit = filepath.Join("/sys/fs/cgroup", name), "memory.max"
+	} else {
+		dir, limit = filepath.Join("/sys/fs/cgroup/memory", name), "memory.limit_in_bytes"
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.Remove(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, limit), []byte(strconv.Itoa(48<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0o644)
+	return func(pid int) {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// oomKill runs the helper binary under name until the OOM killer ends it.
+func oomKill(t *testing.T, exe string, into func(int)) {
+	t.Helper()
+	hog := exec.Command(exe)
+	hog.Env = append(os.Environ(), "NPLLM_TEST_HELPER=hog")
+	in, _ := hog.StdinPipe()
+	if err := hog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	into(hog.Process.Pid)
+	io.WriteString(in, "go\n")
+	hog.Wait()
+	if ws, _ := hog.ProcessState.Sys().(syscall.WaitStatus); ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("%s was not OOM-killed", exe)
+	}
+}
+
+func TestOOMKillsBecomeOneEscapedNotificationNotAStack(t *testing.T) {
+	w := setup(t, "")
+	// A process whose name is markup.
+	exe := filepath.Join(binDir, "<b>hog")
+	data, _ := os.ReadFile(bin("self"))
+	os.WriteFile(exe, data, 0o755)
+	into := memoryCgroup(t)
+	oomKill(t, exe, into)
+	w.waitDisplayed(t, "after one OOM kill", func(n int) bool { return n == 1 })
+	for range 5 {
+		oomKill(t, exe, into)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := w.displayed(t); n > 2 {
+		t.Errorf("6 OOM kills left %d notifications on screen", n)
+	}
+	notes := w.history(t)
+	if len(notes) > 2 || len(notes) == 0 {
+		t.Fatalf("history: %+v", notes)
+	}
+	last := notes[0] // newest first
+	if !strings.Contains(last.Summary, "processes were killed for lack of memory") || last.Category != "x-npllm.oom.kill" {
+		t.Errorf("burst notification: %+v", last)
+	}
+	for _, n := range notes {
+		if strings.Contains(n.Message, "<b>hog") || !strings.Contains(n.Message, "&lt;b&gt;hog") {
+			t.Errorf("the process name was not shown literally: %q", n.Message)
+		}
+	}
+}
+
+func TestActionButtonActsThroughTheDaemonAndClearedAlertsClose(t *testing.T) {
+	w := setup(t, "[alerts]\ncpu_runaway_after = \"1s\"\nprocess_sample_interval = \"300ms\"\n")
+	busy := exec.Command("sh", "-c", "while :; do :; done")
+	if err := busy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Process.Kill()
+	w.waitDisplayed(t, "runaway notification", func(n int) bool { return n >= 1 })
+	// A click on the notification: dunst invokes its default action,
+	// which is "Terminate sh".
+	if out, err := w.desk.Dunstctl("action", "0"); err != nil {
+		t.Fatalf("dunstctl action: %v %s", err, out)
+	}
+	done := make(chan error, 1)
+	go func() { done <- busy.Wait() }()
+	select {
+	case <-done:
+		if ws, _ := busy.ProcessState.Sys().(syscall.WaitStatus); ws.Signal() != syscall.SIGTERM {
+			t.Errorf("busy loop ended by %v, not SIGTERM", busy.ProcessState)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Terminate button did not reach the daemon")
+	}
+	if !strings.Contains(w.log(), `notification action" action=terminate`) {
+		t.Error("no action in the agent log")
+	}
+	// The alert clears (the process is gone) and its notification closes;
+	// what remains on screen is the "Asked sh to quit" result.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(w.daemon.Log(), `alert cleared" id=cpu.runaway`); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the runaway alert never cleared")
+		}
+	}
+	w.waitDisplayed(t, "after the alert cleared", func(n int) bool { return n == 1 })
+	notes := w.history(t)
+	if len(notes) < 2 || notes[0].Summary != "Asked sh to quit" || notes[1].Summary != "sh keeps a CPU busy" {
+		t.Errorf("history: %+v", notes)
+	}
+}
+
+func TestSpoofedAlertsFromAnotherConnectionAreIgnored(t *testing.T) {
+	w := setup(t, "")
+	conn, err := w.bus.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	details := map[string]godbus.Variant{"summary": godbus.MakeVariant("your disk is on fire"), "pid": godbus.MakeVariant(uint32(1))}
+	if err := conn.Emit(npbus.ObjectPath, npbus.Interface+".Alert", "spoof", "critical", "memory.low", details); err != nil {
+		t.Fatal(err)
+	}
+	w.waitLog(t, "ignored a signal not sent by npllmd")
+	time.Sleep(300 * time.Millisecond)
+	if n := w.displayed(t); n != 0 {
+		t.Errorf("a spoofed Alert produced %d notifications", n)
+	}
+}
+
+func TestDaemonRestartDoesNotDuplicateNotifications(t *testing.T) {
+	w := setup(t, "")
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "npllm-test-agent", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	defer exec.Command("umount", dir).Run()
+	os.WriteFile(filepath.Join(dir, "fill"), make([]byte, 3900<<10), 0o644)
+	w.waitDisplayed(t, "disk.full", func(n int) bool { return n == 1 })
+	w.daemon.Kill()
+	w.waitLog(t, "npllmd is gone")
+	start := time.Now()
+	w.daemon = w.bus.DaemonForTest(t, bin("npllmd"))
+	for strings.Count(w.log(), "following npllmd") < 2 {
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("the agent did not follow the new npllmd within 2 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // the new daemon raises disk.full again
+	if n := w.displayed(t); n != 1 {
+		t.Errorf("%d notifications after the restart, want the one updated in place", n)
+	}
+}
+
+func TestThreeDismissalsMuteAnAppUntilUnmuted(t *testing.T) {
+	w := setup(t, "")
+	crash := func() {
+		exec.Command("sh", "-c", "kill -SEGV $$").Run()
+	}
+	for i := range 3 {
+		crash()
+		w.waitDisplayed(t, fmt.Sprintf("crash %d", i+1), func(n int) bool { return n == 1 })
+		if _, err := w.desk.Dunstctl("close"); err != nil { // the user dismisses it
+			t.Fatal(err)
+		}
+		w.waitDisplayed(t, "after dismissal", func(n int) bool { return n == 0 || i == 2 })
+	}
+	// The third dismissal mutes, and says how to undo it.
+	w.waitDisplayed(t, "the mute notice", func(n int) bool { return n == 1 })
+	notes := w.history(t)
+	if !strings.Contains(notes[0].Summary, "No more process.crash alerts about sh") || !strings.Contains(notes[0].Body, "npllmctl unmute process.crash sh") {
+		t.Errorf("mute notice: %+v", notes[0])
+	}
+	crash()
+	time.Sleep(time.Second)
+	if n := w.displayed(t); n != 0 {
+		t.Errorf("a muted crash was shown (%d notifications)", n)
+	}
+	ctl := exec.Command(bin("npllmctl"), "unmute", "process.crash", "sh")
+	ctl.Env = w.env()
+	if out, err := ctl.CombinedOutput(); err != nil {
+		t.Fatalf("npllmctl unmute: %v %s", err, out)
+	}
+	crash()
+	w.waitDisplayed(t, "after unmute", func(n int) bool { return n == 1 })
+}

@@ -1,0 +1,564 @@
+package desktop
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/esiqveland/notify"
+	godbus "github.com/godbus/dbus/v5"
+
+	npbus "github.com/npllm/npllm/dbus"
+)
+
+// Notifier shows npllmd's alerts as desktop notifications: one per alert,
+// updated in place (replaces_id) when it changes, bursts of the same kind
+// of event coalesced into one, closed when the alert clears. Buttons act
+// through npllmd with interactive authorization, so the desktop's polkit
+// agent asks when needed; nothing in the background ever prompts.
+type Notifier struct {
+	client *npbus.Client // system bus: npllmd
+	notes  notify.Notifier
+	mutes  *Mutes
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu      sync.Mutex
+	byAlert map[string]*shown // alert id → its notification
+	byNote  map[uint32]*shown
+	bursts  map[string]*shown // kind → open burst notification
+	seen    map[string]bool   // alert ids already notified (no duplicates after a daemon restart)
+	lastSeq uint64            // newest journal seq the agent has accounted for
+}
+
+// shown is one notification on screen.
+type shown struct {
+	id      uint32
+	kind    string
+	alerts  []string
+	apps    []string // process names (comm), for mutes and text
+	started time.Time
+	target  target
+	actions []notify.Action
+	summary string
+	body    string
+	urgency notify.Urgency
+}
+
+// target is what a notification's buttons act on.
+type target struct {
+	pid   uint32
+	start uint64
+	comm  string
+	unit  string
+	alert string
+}
+
+// BurstWindow: events of one kind within it share a notification.
+const BurstWindow = 30 * time.Second
+
+// Kinds whose alerts are single events and coalesce into bursts.
+var burstKinds = map[string]string{
+	"oom.kill":      "%d processes were killed for lack of memory",
+	"process.crash": "%d processes crashed",
+}
+
+// NewNotifier connects to the notification server on session.
+func NewNotifier(session *godbus.Conn, client *npbus.Client, mutes *Mutes, log *slog.Logger) (*Notifier, error) {
+	n := &Notifier{client: client, mutes: mutes, log: log, now: time.Now,
+		byAlert: map[string]*shown{}, byNote: map[uint32]*shown{}, bursts: map[string]*shown{}, seen: map[string]bool{}}
+	notes, err := notify.New(session,
+		notify.WithOnAction(func(s *notify.ActionInvokedSignal) { go n.onAction(s.ID, s.ActionKey) }),
+		notify.WithOnClosed(func(s *notify.NotificationClosedSignal) { n.onClosed(s.ID, s.Reason) }),
+		notify.WithLogger(slogPrinter{log}))
+	if err != nil {
+		return nil, fmt.Errorf("notification server: %w", err)
+	}
+	n.notes = notes
+	return n, nil
+}
+
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, v ...any) { p.log.Debug(fmt.Sprintf(format, v...)) }
+
+// Close stops listening to the notification server.
+func (n *Notifier) Close() error { return n.notes.Close() }
+
+// Signal handles one genuine signal from npllmd (see Watcher).
+func (n *Notifier) Signal(sig *godbus.Signal) {
+	switch strings.TrimPrefix(sig.Name, npbus.Interface+".") {
+	case "Alert":
+		if len(sig.Body) != 4 {
+			return
+		}
+		id, _ := sig.Body[0].(string)
+		sev, _ := sig.Body[1].(string)
+		kind, _ := sig.Body[2].(string)
+		details, _ := sig.Body[3].(map[string]godbus.Variant)
+		n.Raised(id, sev, kind, details)
+	case "AlertCleared":
+		if len(sig.Body) == 1 {
+			id, _ := sig.Body[0].(string)
+			n.Cleared(id)
+		}
+	}
+}
+
+// Escape makes text safe for notification bodies, which servers may parse
+// as markup: a process named "<b>hog" is shown as written.
+func Escape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;").Replace(s)
+}
+
+// plain strips control characters from text shown without markup
+// (summaries, button labels).
+func plain(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func vstr(v godbus.Variant) string { s, _ := v.Value().(string); return s }
+
+func vu64(v godbus.Variant) uint64 {
+	switch x := v.Value().(type) {
+	case uint64:
+		return x
+	case uint32:
+		return uint64(x)
+	case int32:
+		return uint64(x)
+	}
+	return 0
+}
+
+// Raised shows or updates the notification of an alert.
+func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.Variant) {
+	t := targetOf(id, kind, details)
+	app := t.comm
+	if kind == "unit.failed" {
+		app = t.unit
+	}
+	if n.mutes != nil && n.mutes.IsMuted(kind, app) {
+		n.log.Info("alert muted by the user", "alert", id, "kind", kind, "app", app)
+		return
+	}
+	if seq := vu64(details["seq"]); seq > 0 {
+		n.mu.Lock()
+		n.lastSeq = max(n.lastSeq, seq)
+		n.mu.Unlock()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.seen[id] = true
+	now := n.now()
+	s := n.byAlert[id]
+	if s == nil {
+		if b := n.bursts[kind]; b != nil && now.Sub(b.started) < BurstWindow {
+			s = b
+			s.alerts = append(s.alerts, id)
+			s.apps = append(s.apps, app)
+		}
+	}
+	if s == nil {
+		s = &shown{kind: kind, alerts: []string{id}, apps: []string{app}, started: now}
+		if _, ok := burstKinds[kind]; ok {
+			n.bursts[kind] = s
+		}
+	}
+	n.byAlert[id] = s
+	if len(s.alerts) == 1 {
+		s.target = t
+	}
+	s.urgency = urgencyOf(severity)
+	s.summary, s.body = texts(s, severity, kind, details)
+	s.actions = actionsFor(kind, s)
+	n.send(s)
+}
+
+func targetOf(id, kind string, d map[string]godbus.Variant) target {
+	t := target{alert: id, pid: uint32(vu64(d["pid"])), start: vu64(d["start_time"]), comm: vstr(d["comm"]), unit: vstr(d["unit"])}
+	if top, ok := d["top"].Value().([]map[string]godbus.Variant); ok && len(top) > 0 && t.pid == 0 {
+		t.pid, t.start, t.comm = uint32(vu64(top[0]["pid"])), vu64(top[0]["start_time"]), vstr(top[0]["comm"])
+	}
+	return t
+}
+
+func urgencyOf(severity string) notify.Urgency {
+	switch severity {
+	case "critical":
+		return notify.UrgencyCritical
+	case "info":
+		return notify.UrgencyLow
+	}
+	return notify.UrgencyNormal
+}
+
+func texts(s *shown, severity, kind string, d map[string]godbus.Variant) (summary, body string) {
+	comm := plain(s.target.comm)
+	if len(s.alerts) > 1 {
+		apps := uniq(s.apps)
+		more := ""
+		if len(apps) > 5 {
+			apps, more = apps[:5], ", …"
+		}
+		for i := range apps {
+			apps[i] = Escape(apps[i])
+		}
+		return fmt.Sprintf(burstKinds[kind], len(s.alerts)), strings.Join(apps, ", ") + more
+	}
+	body = Escape(vstr(d["summary"]))
+	switch kind {
+	case "oom.kill":
+		summary = "Out of memory: " + comm + " was killed"
+	case "process.crash":
+		summary = comm + " crashed"
+	case "memory.pressure":
+		summary = "The system is short of memory"
+	case "memory.low":
+		summary = "Memory is running out"
+	case "disk.full":
+		summary = "Disk almost full: " + plain(vstr(d["mount"]))
+	case "cpu.runaway":
+		summary = comm + " keeps a CPU busy"
+	case "process.anomaly":
+		summary = comm + " uses far more memory than usual"
+	case "unit.failed":
+		summary = plain(vstr(d["unit"])) + " failed"
+	default:
+		summary = "npllm: " + kind
+	}
+	return summary, body
+}
+
+func uniq(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// actionsFor picks the buttons that make sense for a kind; the first is
+// also the default action (a click on the notification).
+func actionsFor(kind string, s *shown) []notify.Action {
+	comm := plain(s.target.comm)
+	var acts []notify.Action
+	canAct := s.target.pid != 0 && len(s.alerts) == 1
+	switch kind {
+	case "memory.pressure", "memory.low":
+		if canAct {
+			acts = append(acts, notify.Action{Key: "terminate", Label: "Terminate " + comm}, notify.Action{Key: "lower", Label: "Lower its priority"})
+		}
+		acts = append(acts, notify.Action{Key: "details", Label: "Details"})
+	case "cpu.runaway", "process.anomaly":
+		if canAct {
+			acts = append(acts, notify.Action{Key: "terminate", Label: "Terminate " + comm}, notify.Action{Key: "lower", Label: "Lower its priority"})
+		}
+		acts = append(acts, notify.Action{Key: "mute", Label: "Don't warn about this app"})
+	case "oom.kill", "process.crash":
+		acts = append(acts, notify.Action{Key: "details", Label: "Details"})
+		if len(uniq(s.apps)) == 1 {
+			acts = append(acts, notify.Action{Key: "mute", Label: "Don't warn about this app"})
+		}
+	case "unit.failed":
+		acts = append(acts, notify.Action{Key: "restart", Label: "Restart unit"}, notify.Action{Key: "details", Label: "Details"})
+	default:
+		acts = append(acts, notify.Action{Key: "details", Label: "Details"})
+	}
+	return append([]notify.Action{{Key: "default", Label: acts[0].Label}}, acts...)
+}
+
+// send shows or replaces s's notification; call with n.mu held.
+func (n *Notifier) send(s *shown) {
+	note := notify.Notification{
+		AppName: "npllm", ReplacesID: s.id, AppIcon: iconFor(s.urgency), Summary: s.summary, Body: s.body,
+		Actions: s.actions, Hints: map[string]godbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer,
+	}
+	note.SetUrgency(s.urgency)
+	note.AddHint(notify.Hint{ID: "category", Variant: godbus.MakeVariant("x-npllm." + s.kind)})
+	note.AddHint(notify.Hint{ID: "desktop-entry", Variant: godbus.MakeVariant("org.npllm.Assistant")})
+	if s.urgency == notify.UrgencyCritical {
+		note.ExpireTimeout = notify.ExpireTimeoutNever
+	}
+	id, err := n.notes.SendNotification(note)
+	if err != nil {
+		n.log.Warn("notification not shown", "kind", s.kind, "err", err)
+		return
+	}
+	if s.id != id {
+		delete(n.byNote, s.id)
+		s.id = id
+	}
+	n.byNote[id] = s
+}
+
+func iconFor(u notify.Urgency) string {
+	switch u {
+	case notify.UrgencyCritical:
+		return "dialog-error"
+	case notify.UrgencyLow:
+		return "dialog-information"
+	}
+	return "dialog-warning"
+}
+
+// Cleared closes an alert's notification (a burst closes with its last).
+func (n *Notifier) Cleared(id string) {
+	n.mu.Lock()
+	s := n.byAlert[id]
+	delete(n.byAlert, id)
+	if s == nil {
+		n.mu.Unlock()
+		return
+	}
+	s.alerts = remove(s.alerts, id)
+	closeIt := len(s.alerts) == 0
+	if closeIt {
+		n.forget(s)
+	}
+	n.mu.Unlock()
+	if closeIt && s.id != 0 {
+		if _, err := n.notes.CloseNotification(s.id); err != nil {
+			n.log.Debug("close notification", "id", s.id, "err", err)
+		}
+	}
+}
+
+func remove(list []string, x string) []string {
+	out := list[:0]
+	for _, s := range list {
+		if s != x {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// forget drops a notification from the maps; call with n.mu held.
+func (n *Notifier) forget(s *shown) {
+	delete(n.byNote, s.id)
+	for _, a := range s.alerts {
+		if n.byAlert[a] == s {
+			delete(n.byAlert, a)
+		}
+	}
+	if n.bursts[s.kind] == s {
+		delete(n.bursts, s.kind)
+	}
+}
+
+// onClosed: a dismissal by the user teaches the agent; three of the same
+// kind for the same app mute it, and a last notification says how to undo.
+func (n *Notifier) onClosed(id uint32, reason notify.Reason) {
+	n.mu.Lock()
+	s := n.byNote[id]
+	if s != nil {
+		n.forget(s)
+	}
+	n.mu.Unlock()
+	if s == nil || reason != notify.ReasonDismissedByUser || n.mutes == nil {
+		return
+	}
+	app := s.target.comm
+	if s.kind == "unit.failed" {
+		app = s.target.unit
+	}
+	if len(uniq(s.apps)) != 1 {
+		return // a burst about several apps teaches nothing about one
+	}
+	muted, err := n.mutes.Dismiss(s.kind, app)
+	if err != nil {
+		n.log.Warn("record dismissal", "err", err)
+		return
+	}
+	if muted {
+		n.inform(fmt.Sprintf("No more %s alerts about %s", s.kind, plain(app)),
+			fmt.Sprintf("You dismissed them %d times. To hear of them again: <i>npllmctl unmute %s %s</i>, or the tray menu.",
+				DismissalsToMute, Escape(s.kind), Escape(shellQuote(app))))
+	}
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// inform shows a one-off notification (results, details, confirmations).
+func (n *Notifier) inform(summary, body string) {
+	note := notify.Notification{AppName: "npllm", AppIcon: "dialog-information", Summary: plain(summary), Body: body,
+		Hints: map[string]godbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer}
+	note.AddHint(notify.Hint{ID: "category", Variant: godbus.MakeVariant("x-npllm.result")})
+	note.AddHint(notify.Hint{ID: "desktop-entry", Variant: godbus.MakeVariant("org.npllm.Assistant")})
+	if _, err := n.notes.SendNotification(note); err != nil {
+		n.log.Warn("notification not shown", "err", err)
+	}
+}
+
+// onAction performs a button. Writes go to npllmd with the interactive
+// flag: polkit may ask the user, who just asked for the action.
+func (n *Notifier) onAction(id uint32, key string) {
+	n.mu.Lock()
+	s := n.byNote[id]
+	var t target
+	var kind string
+	var apps []string
+	if s != nil {
+		t, kind, apps = s.target, s.kind, append([]string(nil), s.apps...)
+		if key == "default" && len(s.actions) > 1 {
+			key = s.actions[1].Key
+		}
+	}
+	n.mu.Unlock()
+	if s == nil {
+		return
+	}
+	n.log.Info("notification action", "action", key, "alert", t.alert, "pid", t.pid)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	comm := plain(t.comm)
+	switch key {
+	case "terminate":
+		err := n.client.CallInteractive(ctx, "SignalProcess", t.pid, t.start, "TERM", npbus.Options(nil)).Err
+		n.result(err, "Asked "+comm+" to quit", "Could not terminate "+comm)
+	case "lower":
+		err := n.client.CallInteractive(ctx, "SetProcessPriority", t.pid, t.start, int32(10), npbus.Options(nil)).Err
+		n.result(err, "Lowered the priority of "+comm, "Could not lower the priority of "+comm)
+	case "restart":
+		err := n.client.CallInteractive(ctx, "ManageUnit", t.unit, "restart", npbus.Options(nil)).Err
+		n.result(err, "Restarting "+plain(t.unit), "Could not restart "+plain(t.unit))
+	case "mute":
+		app := t.comm
+		if kind == "unit.failed" {
+			app = t.unit
+		}
+		if len(apps) > 0 {
+			app = apps[0]
+		}
+		if err := n.mutes.Mute(kind, app); err != nil {
+			n.inform("Could not mute", Escape(err.Error()))
+			return
+		}
+		n.inform("No more "+kind+" alerts about "+plain(app), fmt.Sprintf("To hear of them again: <i>npllmctl unmute %s %s</i>, or the tray menu.", Escape(kind), Escape(shellQuote(app))))
+	case "details":
+		a, err := n.client.Alert(ctx, t.alert)
+		if err != nil {
+			n.inform("No details", Escape(npbus.ErrorMessage(err)))
+			return
+		}
+		n.inform(vstr(a["summary"]), detailsBody(a))
+	}
+}
+
+func (n *Notifier) result(err error, ok, failed string) {
+	if err == nil {
+		n.inform(ok, "")
+		return
+	}
+	reason := npbus.ErrorMessage(err)
+	switch npbus.ErrorName(err) {
+	case npbus.ErrNotAuthorized, npbus.ErrAccessDenied:
+		reason = "Not allowed: " + reason
+	case npbus.ErrInteractiveAuthorizationRequired:
+		reason = "Authentication was needed and no polkit agent could ask: " + reason
+	}
+	n.inform(failed, Escape(reason))
+}
+
+func detailsBody(a map[string]godbus.Variant) string {
+	var lines []string
+	for _, group := range []string{"details", "private"} {
+		m, _ := a[group].Value().(map[string]godbus.Variant)
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			if k != "summary" && k != "raised_ns" && k != "top" {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			lines = append(lines, Escape(fmt.Sprintf("%s: %v", k, formatValue(m[k].Value()))))
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func formatValue(v any) string {
+	if f, ok := v.(float64); ok && f == math.Trunc(f) {
+		return fmt.Sprintf("%.0f", f)
+	}
+	return fmt.Sprint(v)
+}
+
+// CatchUp runs when npllmd (re)appears: alerts raised while the agent was
+// not listening are shown, those already shown are not shown again, and
+// OOM kills and crashes journaled meanwhile are reported.
+func (n *Notifier) CatchUp(ctx context.Context) {
+	st, err := n.client.Status(ctx)
+	if err != nil {
+		n.log.Warn("catch up: status", "err", err)
+		return
+	}
+	for _, a := range st.ActiveAlerts {
+		id := vstr(a["id"])
+		n.mu.Lock()
+		known := n.seen[id]
+		n.mu.Unlock()
+		if !known {
+			details, _ := a["details"].Value().(map[string]godbus.Variant)
+			n.Raised(id, vstr(a["severity"]), vstr(a["kind"]), details)
+		}
+	}
+	n.mu.Lock()
+	after := n.lastSeq
+	n.mu.Unlock()
+	if after == 0 {
+		return // first start: history is not news
+	}
+	_, evs, err := n.client.Events(ctx, after, 200, map[string]any{"kind": []string{"oom.kill"}})
+	if err != nil {
+		return
+	}
+	for _, ev := range evs {
+		id := fmt.Sprintf("oom.kill/%d", vu64(ev["seq"]))
+		n.mu.Lock()
+		known := n.seen[id]
+		n.mu.Unlock()
+		if !known {
+			ev["summary"] = godbus.MakeVariant(fmt.Sprintf("%s (pid %d) was killed for lack of memory", vstr(ev["comm"]), vu64(ev["pid"])))
+			n.Raised(id, "critical", "oom.kill", ev)
+		}
+	}
+}
+
+// StartSeq sets where catching up starts (the journal's newest seq when
+// the agent starts).
+func (n *Notifier) StartSeq(seq uint64) {
+	n.mu.Lock()
+	n.lastSeq = max(n.lastSeq, seq)
+	n.mu.Unlock()
+}
+
+// Shown counts notifications on screen (for the tray and tests).
+func (n *Notifier) Shown() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.byNote)
+}

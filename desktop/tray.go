@@ -1,0 +1,219 @@
+package desktop
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"log"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"fyne.io/systray"
+	godbus "github.com/godbus/dbus/v5"
+
+	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/sensors"
+)
+
+// Tray is the StatusNotifierItem: its icon shows npllmd's Health, its
+// tooltip load and memory, its menu the active alerts (click for details),
+// the user's mutes (click to unmute) and "Open status". It starts only
+// when a StatusNotifierWatcher exists on the session bus; without one
+// (stock GNOME) it stays quiet and notifications work alone.
+type Tray struct {
+	session  *godbus.Conn
+	client   *npbus.Client
+	notifier *Notifier
+	mutes    *Mutes
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	started bool
+	menuSig string
+	refresh chan struct{}
+}
+
+// Watcher's well-known name on the session bus.
+const sniWatcher = "org.kde.StatusNotifierWatcher"
+
+// NewTray prepares the tray; Run starts it when a watcher appears.
+func NewTray(session *godbus.Conn, client *npbus.Client, notifier *Notifier, mutes *Mutes, log *slog.Logger) *Tray {
+	return &Tray{session: session, client: client, notifier: notifier, mutes: mutes, log: log, refresh: make(chan struct{}, 1)}
+}
+
+// Started reports whether the tray icon was registered with a watcher.
+func (t *Tray) Started() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.started
+}
+
+// Changed asks for a refresh (an alert was raised or cleared).
+func (t *Tray) Changed() {
+	select {
+	case t.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// Run waits for a watcher, starts the item, and keeps it current.
+func (t *Tray) Run(ctx context.Context) {
+	if err := t.session.AddMatchSignal(godbus.WithMatchSender("org.freedesktop.DBus"), godbus.WithMatchMember("NameOwnerChanged"),
+		godbus.WithMatchArg(0, sniWatcher)); err != nil {
+		t.log.Warn("tray: cannot watch for a StatusNotifierWatcher", "err", err)
+		return
+	}
+	ch := make(chan *godbus.Signal, 8)
+	t.session.Signal(ch)
+	defer t.session.RemoveSignal(ch)
+	for !t.watcherPresent() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+	// fyne's systray reports through the standard logger; its complaints
+	// (e.g. a watcher that went away) are not the user's business.
+	log.SetOutput(io.Discard)
+	start, end := systray.RunWithExternalLoop(t.onReady, nil)
+	start()
+	defer end()
+	t.mu.Lock()
+	t.started = true
+	t.mu.Unlock()
+	t.log.Info("tray icon registered")
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-t.refresh:
+		}
+		t.update(ctx)
+	}
+}
+
+func (t *Tray) watcherPresent() bool {
+	var has bool
+	t.session.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, sniWatcher).Store(&has)
+	return has
+}
+
+func (t *Tray) onReady() {
+	systray.SetTitle("npllm")
+	t.update(context.Background())
+}
+
+// update redraws icon, tooltip and menu from npllmd's properties.
+func (t *Tray) update(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := t.client.Status(ctx)
+	if err != nil {
+		systray.SetIcon(Icon("unknown"))
+		systray.SetTooltip("npllm: npllmd is not running")
+		return
+	}
+	systray.SetIcon(Icon(st.Health))
+	systray.SetTooltip(fmt.Sprintf("npllm: %s — load %.2f, %s of memory available", st.Health, st.Load[0], sensors.HumanBytes(st.MemoryAvailable)))
+	// The menu is rebuilt only when what it lists changed: each rebuild
+	// abandons the old items' click goroutines.
+	sig := st.Health + "|" + strings.Join(t.mutes.List(), ",")
+	for _, a := range st.ActiveAlerts {
+		sig += "|" + vstr(a["id"]) + vstr(a["severity"]) + vstr(a["summary"])
+	}
+	t.mu.Lock()
+	same := sig == t.menuSig
+	t.menuSig = sig
+	t.mu.Unlock()
+	if same {
+		return
+	}
+	systray.ResetMenu()
+	head := systray.AddMenuItem("Health: "+st.Health, "")
+	head.Disable()
+	systray.AddSeparator()
+	if len(st.ActiveAlerts) == 0 {
+		none := systray.AddMenuItem("No active alerts", "")
+		none.Disable()
+	}
+	for _, a := range st.ActiveAlerts {
+		id, summary := vstr(a["id"]), plain(vstr(a["summary"]))
+		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", vstr(a["severity"]), summary), "Show details")
+		go t.onClick(item, func() {
+			a, err := t.client.Alert(context.Background(), id)
+			if err != nil {
+				t.notifier.inform("No details", Escape(npbus.ErrorMessage(err)))
+				return
+			}
+			t.notifier.inform(vstr(a["summary"]), detailsBody(a))
+		})
+	}
+	if muted := t.mutes.List(); len(muted) > 0 {
+		systray.AddSeparator()
+		sub := systray.AddMenuItem("Muted alerts", "Click one to hear of it again")
+		for _, m := range muted {
+			kind, app, _ := strings.Cut(m, " ")
+			item := sub.AddSubMenuItemCheckbox(m, "Unmute", true)
+			go t.onClick(item, func() {
+				t.mutes.Unmute(kind, app)
+				t.Changed()
+			})
+		}
+	}
+	systray.AddSeparator()
+	status := systray.AddMenuItem("Open status", "Show npllmctl status")
+	go t.onClick(status, func() {
+		st, err := t.client.Status(context.Background())
+		if err != nil {
+			t.notifier.inform("npllmd is not running", Escape(npbus.ErrorMessage(err)))
+			return
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "load %.2f %.2f %.2f, CPU %.0f%%\nmemory %s available of %s\nswap %s free of %s",
+			st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, sensors.HumanBytes(st.MemoryAvailable), sensors.HumanBytes(st.MemoryTotal),
+			sensors.HumanBytes(st.SwapFree), sensors.HumanBytes(st.SwapTotal))
+		t.notifier.inform("npllm: "+st.Health, Escape(b.String()))
+	})
+}
+
+// onClick runs f for each click until the menu is rebuilt (the item's
+// channel is then abandoned).
+func (t *Tray) onClick(item *systray.MenuItem, f func()) {
+	for range item.ClickedCh {
+		f()
+	}
+}
+
+// Icon draws the tray icon for a health level: a filled circle, green,
+// amber or red (grey when unknown), as PNG.
+func Icon(health string) []byte {
+	c := map[string]color.RGBA{
+		"ok": {0x2e, 0xa0, 0x43, 0xff}, "warning": {0xe0, 0x9b, 0x12, 0xff}, "critical": {0xd0, 0x2b, 0x2b, 0xff},
+	}[health]
+	if c.A == 0 {
+		c = color.RGBA{0x80, 0x80, 0x80, 0xff}
+	}
+	const size = 32
+	img := image.NewRGBA(image.Rect(0, 0, size, size))
+	for y := range size {
+		for x := range size {
+			dx, dy := float64(x)-15.5, float64(y)-15.5
+			if dx*dx+dy*dy <= 14*14 {
+				img.Set(x, y, c)
+			}
+		}
+	}
+	var buf bytes.Buffer
+	png.Encode(&buf, img)
+	return buf.Bytes()
+}
