@@ -1,0 +1,106 @@
+package desktop_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	npbus "github.com/npllm/npllm/dbus"
+)
+
+// fakeWatcher stands in for a panel's StatusNotifierWatcher: no tray host
+// (KDE's, or GNOME's AppIndicator extension) runs here, so this boundary is
+// a fake that records who registers, exactly as the real one's
+// RegisterStatusNotifierItem would see it.
+type fakeWatcher struct {
+	registered chan string
+}
+
+func (f *fakeWatcher) RegisterStatusNotifierItem(msg godbus.Message, service string) *godbus.Error {
+	f.registered <- msg.Headers[godbus.FieldSender].Value().(string) + " " + service
+	return nil
+}
+
+func TestTrayWaitsQuietlyForAWatcherThenShowsHealthAndAlerts(t *testing.T) {
+	w := setup(t, "")
+	sys, err := w.bus.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	st, err := npbus.NewClient(sys).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if strings.Contains(w.log(), "tray icon registered") || strings.Contains(w.log(), "systray") {
+		t.Fatalf("without a watcher the tray should stay quiet:\n%s", w.log())
+	}
+	conn, err := godbus.Connect(w.desk.SessionAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	f := &fakeWatcher{registered: make(chan string, 4)}
+	if err := conn.Export(f, "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher"); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := conn.RequestName("org.kde.StatusNotifierWatcher", godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("own the watcher name: %v %v", reply, err)
+	}
+	var sender string
+	select {
+	case reg := <-f.registered:
+		sender, _, _ = strings.Cut(reg, " ")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent did not register its tray item")
+	}
+	item := conn.Object(sender, "/StatusNotifierItem")
+	var tooltip struct {
+		Icon   string
+		Pixmap []struct {
+			W, H int32
+			Data []byte
+		}
+		Title, Text string
+	}
+	var v godbus.Variant
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := item.Call("org.freedesktop.DBus.Properties.Get", 0, "org.kde.StatusNotifierItem", "ToolTip").Store(&v); err == nil {
+			if godbus.Store([]any{v.Value()}, &tooltip) == nil && strings.HasPrefix(tooltip.Title, "npllm: "+st.Health) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tooltip %+v (%v)", tooltip, v)
+		}
+	}
+	if !strings.Contains(tooltip.Title, "of memory available") {
+		t.Errorf("tooltip %q", tooltip.Title)
+	}
+	if err := item.Call("org.freedesktop.DBus.Properties.Get", 0, "org.kde.StatusNotifierItem", "IconPixmap").Store(&v); err != nil {
+		t.Fatal(err)
+	}
+	if px, ok := v.Value().([][]any); ok && len(px) == 0 {
+		t.Errorf("no icon pixmap: %v", v)
+	}
+	// The menu lists health, alerts and "Open status".
+	var rev uint32
+	var layout []any
+	menu := conn.Object(sender, "/StatusNotifierItem/menu")
+	if err := menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{"label"}).Store(&rev, &layout); err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(strings.ReplaceAll(godbus.MakeVariant(layout).String(), `"`, " ")), " ")
+	for _, want := range []string{"Health: " + st.Health, "Open status"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("menu lacks %q: %s", want, flat)
+		}
+	}
+	if !strings.Contains(w.log(), "tray icon registered") {
+		t.Error("no log line for the tray")
+	}
+}
