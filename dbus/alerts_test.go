@@ -2,6 +2,7 @@ package dbus_test
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -254,5 +255,48 @@ process_sample_interval = "200ms"
 	}
 	if _, err := c.Baseline(ctx, "self"); npbus.ErrorName(err) != npbus.ErrInvalidArgument {
 		t.Errorf("after --forget: %v", err)
+	}
+}
+
+// Real PSI: a process swapping hard in a small cgroup makes tasks stall on
+// memory; npllmd raises memory.pressure and names the biggest processes.
+func TestMemoryPressureFromRealPSI(t *testing.T) {
+	zramSwap(t)
+	b := devbus.ForTest(t)
+	os.WriteFile(filepath.Join(b.Dir, "npllmd.toml"), []byte("[alerts]\nmemory_pressure_sustain = \"2s\"\n"), 0o644)
+	b.DaemonForTest(t, bin("npllmd"))
+	conn, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	w := watchAlerts(t, npbus.NewClient(conn))
+	into := memoryCgroup(t, 32<<20)
+	thrash := exec.Command(bin("self"))
+	thrash.Env = append(os.Environ(), "NPLLM_TEST_HELPER=thrash")
+	in, _ := thrash.StdinPipe()
+	if err := thrash.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { thrash.Process.Kill(); thrash.Wait() }()
+	into(thrash.Process.Pid)
+	io.WriteString(in, "go\n")
+	sig := w.next(t, "Alert", func(id string, _ *godbus.Signal) bool { return id == "memory.pressure" })
+	d := sig.Body[3].(map[string]godbus.Variant)
+	some, full := d["some_avg10"].Value().(float64), d["full_avg10"].Value().(float64)
+	switch sig.Body[1] {
+	case "warning":
+		if some < 10 {
+			t.Errorf("warning at some avg10 %v", some)
+		}
+	case "critical":
+		if full < 5 {
+			t.Errorf("critical at full avg10 %v", full)
+		}
+	default:
+		t.Errorf("severity %v", sig.Body[1])
+	}
+	if top, ok := d["top"].Value().([]map[string]godbus.Variant); !ok || len(top) == 0 {
+		t.Errorf("no top consumers in %v", d)
 	}
 }

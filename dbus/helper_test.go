@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		time.Sleep(time.Hour)
 		os.Exit(0)
 	}
-	if op := os.Getenv("NPLLM_TEST_HELPER"); op == "hog" || op == "flock-fail" || op == "footprint" {
+	if op := os.Getenv("NPLLM_TEST_HELPER"); op == "hog" || op == "flock-fail" || op == "footprint" || op == "thrash" {
 		os.Exit(runKernelHelper(op))
 	}
 	if op := os.Getenv("NPLLM_TEST_HELPER"); op != "" {

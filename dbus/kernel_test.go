@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,6 +55,27 @@ func runKernelHelper(op string) int {
 		}
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		b[len(b)-1] = 2
+		return 0
+	case "thrash":
+		// Two threads each touch 64 MiB over and over for 12 s: in a
+		// 32 MiB cgroup with swap, every pass swaps, and tasks stall on
+		// memory (PSI). It starts once the test has moved it into the
+		// cgroup.
+		fmt.Fscanln(os.Stdin)
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b := make([]byte, 64<<20)
+				for end := time.Now().Add(12 * time.Second); time.Now().Before(end); {
+					for j := 0; j < len(b); j += 4096 {
+						b[j]++
+					}
+				}
+			}()
+		}
+		wg.Wait()
 		return 0
 	case "flock-fail":
 		for range flockFailures {
@@ -103,6 +125,35 @@ func memoryCgroup(t *testing.T, limit int64) func(pid int) {
 		t.Errorf("cgroup %s left behind", dir)
 	})
 	return func(pid int) { write(filepath.Join(dir, procs), strconv.Itoa(pid)) }
+}
+
+// zramSwap gives the machine 512 MiB of compressed swap in RAM for one
+// test (memory pressure needs swapping, not OOM kills), unless it already
+// has swap.
+func zramSwap(t *testing.T) {
+	t.Helper()
+	if swaps, _ := os.ReadFile("/proc/swaps"); strings.Count(string(swaps), "\n") > 1 {
+		return
+	}
+	size, err := os.ReadFile("/sys/block/zram0/disksize")
+	if err != nil || strings.TrimSpace(string(size)) != "0" {
+		t.Fatalf("no swap and no free zram device to make some (memory pressure needs swap): %v %q", err, size)
+	}
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	if err := os.WriteFile("/sys/block/zram0/disksize", []byte("512M"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run("mkswap", "/dev/zram0")
+	run("swapon", "/dev/zram0")
+	t.Cleanup(func() {
+		exec.Command("swapoff", "/dev/zram0").Run()
+		os.WriteFile("/sys/block/zram0/reset", []byte("1"), 0o644)
+	})
 }
 
 // startHog starts the hog helper in a fresh memory-limited cgroup and lets
