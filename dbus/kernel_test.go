@@ -89,7 +89,7 @@ func runKernelHelper(op string) int {
 // memoryCgroup makes a cgroup limited to limit bytes of memory and no swap
 // — cgroup v2 when its memory controller is available, else v1 — and
 // returns a function that moves a pid into it.
-func memoryCgroup(t *testing.T, limit int64) func(pid int) {
+func memoryCgroup(t testing.TB, limit int64) func(pid int) {
 	t.Helper()
 	name := fmt.Sprintf("npllm-test-oom-%d", os.Getpid())
 	write := func(path, value string) {
@@ -130,7 +130,7 @@ func memoryCgroup(t *testing.T, limit int64) func(pid int) {
 // zramSwap gives the machine 512 MiB of compressed swap in RAM for one
 // test (memory pressure needs swapping, not OOM kills), unless it already
 // has swap.
-func zramSwap(t *testing.T) {
+func zramSwap(t testing.TB) {
 	t.Helper()
 	if swaps, _ := os.ReadFile("/proc/swaps"); strings.Count(string(swaps), "\n") > 1 {
 		return
@@ -158,7 +158,7 @@ func zramSwap(t *testing.T) {
 
 // startHog starts the hog helper in a fresh memory-limited cgroup and lets
 // it allocate; it returns the process, already waited for.
-func startHog(t *testing.T, addToCgroup func(int)) *exec.Cmd {
+func startHog(t testing.TB, addToCgroup func(int)) *exec.Cmd {
 	t.Helper()
 	hog := exec.Command(bin("self"))
 	hog.Env = append(os.Environ(), "NPLLM_TEST_HELPER=hog")

@@ -69,7 +69,11 @@ type world struct {
 // desktop, and the agent. Disks alert only when 100% full, so a CI
 // machine's nearly full disk cannot add notifications the test did not
 // cause.
-func setup(t *testing.T, alerts string) *world {
+func setup(t *testing.T, alerts string) *world { return setupTB(t, alerts) }
+
+func setupB(b *testing.B) *world { return setupTB(b, "") }
+
+func setupTB(t testing.TB, alerts string) *world {
 	t.Helper()
 	w := &world{bus: devbus.ForTest(t)}
 	toml := "[alerts]\ndisk_warning_percent = 100\ndisk_critical_percent = 100\n" + alerts
@@ -87,7 +91,7 @@ func (w *world) env() []string {
 		"XDG_RUNTIME_DIR="+w.home)
 }
 
-func (w *world) startAgent(t *testing.T) {
+func (w *world) startAgent(t testing.TB) {
 	t.Helper()
 	logf, err := os.CreateTemp(w.home, "agent-*.log")
 	if err != nil {
@@ -117,7 +121,7 @@ func (w *world) log() string {
 	return string(data)
 }
 
-func (w *world) waitLog(t *testing.T, s string) {
+func (w *world) waitLog(t testing.TB, s string) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(w.log(), s); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
