@@ -4,13 +4,13 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin
-XML      := $(shell find dbus packaging systemd -name '*.xml' -o -name '*.conf' -o -name '*.policy' 2>/dev/null)
+XML      := $(shell find dbus packaging systemd -name '*.xml' -o -name '*.conf' -o -name '*.policy' -o -name '*.svg' 2>/dev/null)
 # Integration tests start daemons and buses: run packages one at a time.
 TESTFLAGS ?= -p 1 -count=1 -timeout 30m
 
 MCPCLIENT := desktop/mcp/testclient
 
-.PHONY: all build run test bench lint clean generate check-generated npm-deps
+.PHONY: all build run test bench lint clean generate check-generated npm-deps screenshot
 
 all: build
 
@@ -28,6 +28,11 @@ test: lint check-generated npm-deps
 # The official MCP SDK client the bridge's tests drive (npm registry).
 npm-deps:
 	@test -d $(MCPCLIENT)/node_modules/@modelcontextprotocol/sdk || npm ci --prefix $(MCPCLIENT) --no-audit --no-fund
+
+# The README's picture: real notifications (dunst under Xvfb) and the tray.
+screenshot: build
+	@mkdir -p docs
+	$(BIN)/npllm-devbus --bin $(BIN) --screenshot docs/screenshot.png
 
 # Rebuilds the eBPF objects and their Go loaders (needs clang and
 # libbpf-dev). vmlinux.h is refreshed only by "make vmlinux" (bpftool), as
@@ -50,6 +55,7 @@ lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './vendor/*')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
 	xmllint --noout $(XML)
+	desktop-file-validate packaging/desktop/*.desktop
 
 clean:
 	rm -rf $(BIN) dist $(MCPCLIENT)/node_modules

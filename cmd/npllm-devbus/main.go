@@ -22,6 +22,7 @@ const installedPolicy = "/usr/share/dbus-1/system.d/org.npllm.Assistant.conf"
 
 func main() {
 	bin := flag.String("bin", "bin", "directory holding npllmd and npllmctl")
+	screenshot := flag.String("screenshot", "", "render the agent's notifications and tray under Xvfb to this PNG and exit (make screenshot)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `Usage: npllm-devbus [--bin DIR] [-- NPLLMD-ARGS...]
 
@@ -36,6 +37,14 @@ npllmctl at it.
 	}
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *screenshot != "" {
+		if err := devbus.Screenshot(*bin, *screenshot); err != nil {
+			log.Error("screenshot", "err", err)
+			os.Exit(1)
+		}
+		log.Info("screenshot written", "file", *screenshot)
+		return
+	}
 	ctl := filepath.Join(*bin, "npllmctl")
 
 	if _, err := os.Stat(installedPolicy); err == nil {
