@@ -2,6 +2,7 @@ package dbus_test
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"encoding/xml"
 	"os"
@@ -437,4 +438,24 @@ func TestNpllmctlSaysWhenTheDaemonIsNotRunning(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "npllmd is not running on the system bus") {
 		t.Errorf("want one line naming the problem, got:\n%s", out)
 	}
+}
+
+func TestUnitsSensorSaysWhyItIsUnavailableWithoutSystemd(t *testing.T) {
+	if fi, err := os.Lstat("/run/systemd/system"); err == nil && fi.IsDir() {
+		t.Skip("systemd is PID 1 here; the container test covers the sensor")
+	}
+	_, _, c := startDaemon(t)
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Sensors {
+		if s.Name == "units" {
+			if s.State != "unavailable" || !strings.Contains(fmt.Sprint(s.Details["reason"].Value()), "systemd is not running as PID 1") {
+				t.Errorf("units sensor: %+v", s)
+			}
+			return
+		}
+	}
+	t.Error("no units sensor")
 }

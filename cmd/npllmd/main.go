@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/npllm/npllm/sensors"
 	"github.com/npllm/npllm/sensors/alerts"
 	"github.com/npllm/npllm/sensors/journal"
+	"github.com/npllm/npllm/systemd"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -81,7 +83,7 @@ bus cannot be reached, 2 on bad options.
 		fmt.Fprintf(os.Stderr, "npllmd: --config: %v\n", err)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := systemd.Logger("npllmd", level)
 	slog.SetDefault(log)
 	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, thresholds}); err != nil {
 		log.Error("npllmd stopped", "err", err)
@@ -163,7 +165,23 @@ func run(log *slog.Logger, o options) error {
 		return err
 	}
 	log.Info("npllmd ready", "version", version, "bus_name", dbus.BusName, "unique_name", conn.Names()[0])
-	srv.Run(ctx, nil)
+	systemd.Ready(fmt.Sprintf("serving %s; journal at seq %d", dbus.BusName, jrnl.LastSeq()))
+
+	// The watchdog is fed only while a call to ourselves crosses the bus,
+	// the refresh loop ticks and the journal commits.
+	var lastBeat atomic.Int64
+	lastBeat.Store(time.Now().UnixNano())
+	go systemd.Watchdog(ctx, func(ctx context.Context) error {
+		if stalled := time.Since(time.Unix(0, lastBeat.Load())); stalled > 3*o.refresh+5*time.Second {
+			return fmt.Errorf("refresh loop stalled for %s", stalled.Round(time.Second))
+		}
+		if err := conn.Object(dbus.BusName, dbus.ObjectPath).CallWithContext(ctx, "org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
+			return fmt.Errorf("bus loop: %w", err)
+		}
+		return jrnl.Healthy()
+	}, log)
+	srv.Run(ctx, func() { lastBeat.Store(time.Now().UnixNano()) })
+	systemd.Stopping()
 	srv.ReleaseName()
 	log.Info("npllmd stopping")
 	return nil

@@ -59,6 +59,9 @@ type Journal struct {
 	done    chan struct{}
 	closed  bool
 	commits uint64
+	// pendingSince is when the oldest uncommitted event arrived (zero
+	// when none waits): Healthy's measure of a stuck pipeline.
+	pendingSince time.Time
 }
 
 // Open opens (or creates) dir/journal.db.
@@ -124,6 +127,9 @@ func (j *Journal) Append(ev sensors.Event) bool {
 	}
 	j.pending = append(j.pending, ev)
 	n := len(j.pending)
+	if n == 1 {
+		j.pendingSince = time.Now()
+	}
 	j.mu.Unlock()
 	if n == 1 || n >= j.opts.FlushEvents {
 		select {
@@ -167,6 +173,7 @@ func (j *Journal) Sync() error {
 	j.mu.Lock()
 	batch := j.pending
 	j.pending = nil
+	j.pendingSince = time.Time{}
 	next := j.nextSeq
 	j.mu.Unlock()
 	if len(batch) == 0 {
@@ -202,6 +209,21 @@ func (j *Journal) Sync() error {
 	j.mu.Unlock()
 	if j.opts.OnCommit != nil {
 		j.opts.OnCommit(batch)
+	}
+	return nil
+}
+
+// Healthy reports an error when events have waited far longer than a
+// commit takes (the flusher is stuck or the disk hangs). An idle journal is
+// healthy without waking anything.
+func (j *Journal) Healthy() error {
+	j.mu.Lock()
+	since := j.pendingSince
+	j.mu.Unlock()
+	if !since.IsZero() {
+		if waited := time.Since(since); waited > 10*time.Second {
+			return fmt.Errorf("journal: events waiting %s for a commit", waited.Round(time.Second))
+		}
 	}
 	return nil
 }
