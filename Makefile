@@ -10,7 +10,12 @@ TESTFLAGS ?= -p 1 -count=1 -timeout 30m
 
 MCPCLIENT := desktop/mcp/testclient
 
-.PHONY: all build run test bench lint clean generate check-generated npm-deps screenshot
+# Packages: Debian-valid version from the commit, static stripped binaries.
+PKG_VERSION ?= 0.1.0+git$(shell git rev-parse --short HEAD 2>/dev/null || echo 0)
+STAGE    := dist/stage
+DESTDIR  ?=
+
+.PHONY: all build run test bench lint clean generate check-generated npm-deps screenshot stage deb rpm install
 
 all: build
 
@@ -56,6 +61,40 @@ lint:
 	$(GO) vet ./...
 	xmllint --noout $(XML)
 	desktop-file-validate packaging/desktop/*.desktop
+
+# What the packages and "make install" ship, built once.
+stage:
+	@mkdir -p $(STAGE)
+	$(GO) build -trimpath -buildmode=pie -ldflags "-s -w -X main.version=$(PKG_VERSION)" -o $(STAGE)/ ./cmd/npllmd ./cmd/npllmctl ./cmd/npllm-agent
+	for m in packaging/man/*; do gzip -9n < $$m > $(STAGE)/$$(basename $$m).gz; done
+	printf 'npllm (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- npllm developers <npllm@example.org>  %s\n' \
+		"$(PKG_VERSION)" "$$(git rev-parse --short HEAD)" "$$(date -R -d @$$(git log -1 --format=%ct))" | gzip -9n > $(STAGE)/changelog.gz
+
+deb: stage
+	NPLLM_PKG_VERSION=$(PKG_VERSION) $(GO) tool nfpm pkg --config packaging/nfpm.yaml --packager deb --target dist/
+
+rpm: stage
+	NPLLM_PKG_VERSION=$(PKG_VERSION) $(GO) tool nfpm pkg --config packaging/nfpm.yaml --packager rpm --target dist/
+
+# Source installs: the same files in the same places, under DESTDIR.
+install: stage
+	install -Dm755 $(STAGE)/npllmd $(DESTDIR)/usr/libexec/npllmd
+	install -Dm755 $(STAGE)/npllmctl $(DESTDIR)/usr/bin/npllmctl
+	install -Dm755 $(STAGE)/npllm-agent $(DESTDIR)/usr/bin/npllm-agent
+	install -Dm644 systemd/npllmd.service $(DESTDIR)/usr/lib/systemd/system/npllmd.service
+	install -Dm644 systemd/npllm-agent.service $(DESTDIR)/usr/lib/systemd/user/npllm-agent.service
+	install -Dm644 packaging/dbus/org.npllm.Assistant.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.npllm.Assistant.conf
+	install -Dm644 packaging/dbus/org.npllm.Assistant.service $(DESTDIR)/usr/share/dbus-1/system-services/org.npllm.Assistant.service
+	install -Dm644 dbus/org.npllm.Assistant1.xml $(DESTDIR)/usr/share/dbus-1/interfaces/org.npllm.Assistant1.xml
+	install -Dm644 packaging/polkit/org.npllm.Assistant.policy $(DESTDIR)/usr/share/polkit-1/actions/org.npllm.Assistant.policy
+	install -Dm644 packaging/desktop/org.npllm.Assistant.desktop $(DESTDIR)/usr/share/applications/org.npllm.Assistant.desktop
+	install -Dm644 packaging/desktop/org.npllm.Agent.desktop $(DESTDIR)/etc/xdg/autostart/org.npllm.Agent.desktop
+	install -Dm644 packaging/icons/org.npllm.Assistant.svg $(DESTDIR)/usr/share/icons/hicolor/scalable/apps/org.npllm.Assistant.svg
+	for s in ok warning critical; do install -Dm644 packaging/icons/npllm-$$s.svg $(DESTDIR)/usr/share/icons/hicolor/scalable/status/npllm-$$s.svg; done
+	test -e $(DESTDIR)/etc/npllm/npllmd.toml || install -Dm644 packaging/npllmd.toml $(DESTDIR)/etc/npllm/npllmd.toml
+	install -Dm644 $(STAGE)/npllmd.8.gz $(DESTDIR)/usr/share/man/man8/npllmd.8.gz
+	install -Dm644 $(STAGE)/npllmctl.1.gz $(DESTDIR)/usr/share/man/man1/npllmctl.1.gz
+	install -Dm644 $(STAGE)/npllm-agent.1.gz $(DESTDIR)/usr/share/man/man1/npllm-agent.1.gz
 
 clean:
 	rm -rf $(BIN) dist $(MCPCLIENT)/node_modules
