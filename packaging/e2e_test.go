@@ -1,0 +1,315 @@
+package packaging_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/npllm/npllm/dbus/devbus"
+)
+
+// End to end under real systemd: the freshly built .deb is installed into a
+// throw-away container booted from this machine's own root (systemd-nspawn
+// with overlays, so the host is untouched) and exercised as an admin would.
+
+type container struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	init int
+	log  string
+	pkgs string
+}
+
+func bootContainer(t *testing.T, pkgDir string) *container {
+	t.Helper()
+	if _, err := exec.LookPath("systemd-nspawn"); err != nil {
+		t.Fatal("systemd-nspawn is not installed (.ci/run installs systemd-container)")
+	}
+	c := &container{log: filepath.Join(t.TempDir(), "nspawn.log"), pkgs: pkgDir}
+	logf, err := os.Create(c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	c.cmd = exec.Command("systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", "/", "--volatile=yes",
+		"--overlay=/usr::/usr", "--overlay=/etc::/etc", "--overlay=/var::/var", "--bind-ro="+pkgDir+":/mnt/pkg",
+		"--capability=all", "--system-call-filter=bpf perf_event_open", "-b", "--console=pipe")
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	// No Pdeathsig: nspawn must get to stop its container (stop does it).
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stop)
+	// The container's init is nspawn's child once it has become systemd
+	// (before, the child is still nspawn setting things up).
+	for deadline := time.Now().Add(30 * time.Second); c.init == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the container's systemd did not start:\n%s", c.output())
+		}
+		out, _ := exec.Command("pgrep", "-P", fmt.Sprint(c.cmd.Process.Pid)).Output()
+		var pid int
+		fmt.Sscan(string(out), &pid)
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "systemd" {
+			c.init = pid
+		}
+	}
+	// Until its systemd has a bus, is-system-running cannot even ask.
+	var state string
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		out, _ := c.run("timeout", "60", "systemctl", "is-system-running", "--wait")
+		if state = strings.TrimSpace(out); state == "running" || state == "degraded" {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container system state %q:\n%s", state, c.output())
+		}
+	}
+}
+
+func (c *container) output() string {
+	data, _ := os.ReadFile(c.log)
+	return string(data)
+}
+
+// run runs a command inside the container.
+func (c *container) run(args ...string) (string, error) {
+	cmd := exec.Command("nsenter", append([]string{"-t", fmt.Sprint(c.init), "-a"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (c *container) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// restartedFrom waits until unit runs again under another main pid and is
+// ready (a process stopped before READY=1 has no watchdog armed yet).
+func (c *container) restartedFrom(t *testing.T, unit, before string, timeout time.Duration) {
+	t.Helper()
+	c.waitFor(t, unit+" restarted", timeout, func() string {
+		pid := c.mainPID(t, unit)
+		state, _ := c.run("systemctl", "show", "-p", "ActiveState", "--value", unit)
+		if pid == before || pid == "0" || strings.TrimSpace(state) != "active" {
+			return "MainPID " + pid + ", " + state
+		}
+		return ""
+	})
+}
+
+func (c *container) mainPID(t *testing.T, unit string) string {
+	return strings.TrimSpace(c.must(t, "systemctl", "show", "-p", "MainPID", "--value", unit))
+}
+
+// waitFor polls f until it returns "" (done) or the deadline passes.
+func (c *container) waitFor(t *testing.T, what string, timeout time.Duration, f func() string) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(timeout); ; time.Sleep(250 * time.Millisecond) {
+		if last = f(); last == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s", what, last)
+		}
+	}
+}
+
+func (c *container) stop() {
+	if c.cmd.ProcessState != nil {
+		return
+	}
+	if c.init != 0 {
+		c.run("systemctl", "poweroff")
+	}
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		// Killing the container's init ends everything in it; killing
+		// only nspawn would leave its systemd running on the host.
+		if c.init != 0 {
+			syscall.Kill(c.init, syscall.SIGKILL)
+		}
+		c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// buildDeb runs "make deb" and returns the directory holding the package.
+func buildDeb(t *testing.T) string {
+	t.Helper()
+	root, err := devbus.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("make", "-C", root, "deb").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make deb: %v\n%s", err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(root, "dist", "npllm_*_amd64.deb"))
+	if len(debs) == 0 {
+		t.Fatal("make deb made no package")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	newest := debs[0]
+	for _, d := range debs {
+		a, _ := os.Stat(d)
+		b, _ := os.Stat(newest)
+		if a.ModTime().After(b.ModTime()) {
+			newest = d
+		}
+	}
+	data, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "npllm.deb"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestDebUnderRealSystemd(t *testing.T) {
+	devbus.Privileged(t)
+	pkgs := buildDeb(t)
+	t.Run("lintian", func(t *testing.T) {
+		if _, err := exec.LookPath("lintian"); err != nil {
+			t.Fatal("lintian is not installed (.ci/run installs it)")
+		}
+		out, err := exec.Command("lintian", "--fail-on", "error,warning", filepath.Join(pkgs, "npllm.deb")).CombinedOutput()
+		if err != nil {
+			t.Errorf("lintian: %v\n%s", err, out)
+		}
+	})
+	c := bootContainer(t, pkgs)
+
+	// This machine's image forbids service starts in package scripts (a
+	// Docker-style /usr/sbin/policy-rc.d that exits 101), which the package
+	// honours through deb-systemd-invoke; a real system has none.
+	c.run("rm", "-f", "/usr/sbin/policy-rc.d")
+	c.must(t, "dpkg", "-i", "/mnt/pkg/npllm.deb")
+	c.waitFor(t, "npllmd started by the package", 20*time.Second, func() string {
+		if out, _ := c.run("systemctl", "is-active", "npllmd"); strings.TrimSpace(out) != "active" {
+			return "npllmd is " + out
+		}
+		return ""
+	})
+	if out := c.must(t, "systemctl", "is-enabled", "npllmd"); strings.TrimSpace(out) != "enabled" {
+		t.Errorf("npllmd is %s after install", out)
+	}
+
+	t.Run("units verify", func(t *testing.T) {
+		if out, err := c.run("systemd-analyze", "verify", "/usr/lib/systemd/system/npllmd.service"); err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("systemd-analyze verify npllmd.service: %v\n%s", err, out)
+		}
+		if out, err := c.run("systemd-analyze", "--user", "verify", "/usr/lib/systemd/user/npllm-agent.service"); err != nil && !strings.Contains(out, "Failed to connect") {
+			t.Errorf("systemd-analyze --user verify npllm-agent.service: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("bus activation", func(t *testing.T) {
+		c.must(t, "systemctl", "stop", "npllmd")
+		out := c.must(t, "busctl", "get-property", "org.npllm.Assistant", "/org/npllm/Assistant1", "org.npllm.Assistant1", "Health")
+		if !strings.HasPrefix(out, `s "`) {
+			t.Errorf("Health: %q", out)
+		}
+		if out, _ := c.run("systemctl", "is-active", "npllmd"); strings.TrimSpace(out) != "active" {
+			t.Errorf("not activated by the call: %s", out)
+		}
+	})
+
+	t.Run("eBPF sensors run under the hardened unit", func(t *testing.T) {
+		out := c.must(t, "npllmctl", "--json", "sensors")
+		var rows []map[string]any
+		if err := json.Unmarshal([]byte(out), &rows); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, r := range rows {
+			if r["name"] == "process" && r["variant"] != "tp_btf" || r["name"] == "units" && r["state"] != "running" {
+				t.Errorf("sensor %v", r)
+			}
+		}
+	})
+
+	t.Run("restart after a crash", func(t *testing.T) {
+		before := c.mainPID(t, "npllmd")
+		c.must(t, "kill", "-SEGV", before)
+		c.restartedFrom(t, "npllmd", before, 30*time.Second)
+	})
+
+	t.Run("watchdog", func(t *testing.T) {
+		before := c.mainPID(t, "npllmd")
+		c.must(t, "kill", "-STOP", before)
+		c.restartedFrom(t, "npllmd", before, 60*time.Second)
+		if out := c.must(t, "journalctl", "-u", "npllmd", "--no-pager"); !strings.Contains(out, "Watchdog timeout") || !strings.Contains(out, "Failed with result 'watchdog'") {
+			t.Errorf("no watchdog timeout in the journal:\n%s", out)
+		}
+	})
+
+	t.Run("structured journal fields", func(t *testing.T) {
+		out := c.must(t, "journalctl", "-u", "npllmd", "-o", "json", "--no-pager", "SYSLOG_IDENTIFIER=npllmd")
+		if !strings.Contains(out, `"SENSOR":"process"`) || !strings.Contains(out, `"VARIANT":"tp_btf"`) {
+			t.Errorf("no structured fields in:\n%.2000s", out)
+		}
+	})
+
+	t.Run("unit failure becomes an event and an alert", func(t *testing.T) {
+		c.must(t, "sh", "-c", "printf '[Service]\\nType=oneshot\\nExecStart=/bin/sh -c \"exit 3\"\\n' > /etc/systemd/system/npllm-test-fail.service && systemctl daemon-reload")
+		c.run("systemctl", "start", "npllm-test-fail.service")
+		c.waitFor(t, "unit.failed event", 20*time.Second, func() string {
+			out, _ := c.run("npllmctl", "--json", "events", "--kind", "unit.failed", "--limit", "20")
+			if !strings.Contains(out, "npllm-test-fail.service") || !strings.Contains(out, `"exit_status": 3`) {
+				return out
+			}
+			return ""
+		})
+		if out := c.must(t, "npllmctl", "alerts"); !strings.Contains(out, "npllm-test-fail.service failed") {
+			t.Errorf("alerts: %s", out)
+		}
+	})
+
+	t.Run("ManageUnit as root and refused to a user", func(t *testing.T) {
+		c.must(t, "sh", "-c", "printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/npllm-test-ok.service && systemctl daemon-reload && systemctl start npllm-test-ok.service")
+		before := c.mainPID(t, "npllm-test-ok.service")
+		c.must(t, "npllmctl", "unit", "restart", "npllm-test-ok.service")
+		c.restartedFrom(t, "npllm-test-ok.service", before, 20*time.Second)
+		c.must(t, "useradd", "--no-create-home", "npllm-tester")
+		before = c.mainPID(t, "npllm-test-ok.service")
+		out, err := c.run("runuser", "-u", "npllm-tester", "--", "npllmctl", "unit", "restart", "npllm-test-ok.service")
+		if err == nil || !(strings.Contains(out, "authentication is required") || strings.Contains(out, "not authorized")) {
+			t.Errorf("a user restarted a unit: %v %s", err, out)
+		}
+		time.Sleep(time.Second)
+		if pid := c.mainPID(t, "npllm-test-ok.service"); pid != before {
+			t.Errorf("the unit restarted anyway (MainPID %s → %s)", before, pid)
+		}
+	})
+
+	t.Run("purge leaves nothing behind", func(t *testing.T) {
+		c.must(t, "dpkg", "-P", "npllm")
+		for _, p := range []string{"/usr/libexec/npllmd", "/usr/bin/npllmctl", "/usr/bin/npllm-agent", "/var/lib/npllm", "/etc/npllm",
+			"/usr/lib/systemd/system/npllmd.service", "/usr/share/dbus-1/system.d/org.npllm.Assistant.conf",
+			"/usr/share/polkit-1/actions/org.npllm.Assistant.policy", "/etc/xdg/autostart/org.npllm.Agent.desktop",
+			"/etc/systemd/system/multi-user.target.wants/npllmd.service"} {
+			if out, err := c.run("test", "-e", p); err == nil {
+				t.Errorf("%s is still there after purge %s", p, out)
+			}
+		}
+		if out, _ := c.run("systemctl", "is-active", "npllmd"); strings.TrimSpace(out) == "active" {
+			t.Error("npllmd still runs after purge")
+		}
+	})
+}
