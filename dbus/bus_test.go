@@ -2,9 +2,9 @@ package dbus_test
 
 import (
 	"context"
-	"fmt"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
