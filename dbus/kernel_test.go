@@ -57,7 +57,7 @@ func runKernelHelper(op string) int {
 		b[len(b)-1] = 2
 		return 0
 	case "thrash":
-		// Two threads each touch 64 MiB over and over for 12 s: in a
+		// Two threads each touch 64 MiB over and over for 20 s: in a
 		// 32 MiB cgroup with swap, every pass swaps, and tasks stall on
 		// memory (PSI). It starts once the test has moved it into the
 		// cgroup.
@@ -68,7 +68,7 @@ func runKernelHelper(op string) int {
 			go func() {
 				defer wg.Done()
 				b := make([]byte, 64<<20)
-				for end := time.Now().Add(12 * time.Second); time.Now().Before(end); {
+				for end := time.Now().Add(20 * time.Second); time.Now().Before(end); {
 					for j := 0; j < len(b); j += 4096 {
 						b[j]++
 					}
@@ -90,6 +90,11 @@ func runKernelHelper(op string) int {
 // — cgroup v2 when its memory controller is available, else v1 — and
 // returns a function that moves a pid into it.
 func memoryCgroup(t testing.TB, limit int64) func(pid int) {
+	return limitedCgroup(t, limit, false)
+}
+
+// limitedCgroup is memoryCgroup, with swap allowed when swap is true.
+func limitedCgroup(t testing.TB, limit int64, swap bool) func(pid int) {
 	t.Helper()
 	name := fmt.Sprintf("npllm-test-oom-%d", os.Getpid())
 	write := func(path, value string) {
@@ -106,14 +111,14 @@ func memoryCgroup(t testing.TB, limit int64) func(pid int) {
 			t.Fatal(err)
 		}
 		write(filepath.Join(dir, "memory.max"), strconv.FormatInt(limit, 10))
-		write(filepath.Join(dir, "memory.swap.max"), "0")
+		write(filepath.Join(dir, "memory.swap.max"), map[bool]string{false: "0", true: "max"}[swap])
 	} else {
 		dir, procs = filepath.Join("/sys/fs/cgroup/memory", name), "cgroup.procs"
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatalf("no cgroup v2 memory controller and no v1 one: %v", err)
 		}
 		write(filepath.Join(dir, "memory.limit_in_bytes"), strconv.FormatInt(limit, 10))
-		os.WriteFile(filepath.Join(dir, "memory.swappiness"), []byte("0"), 0o644)
+		os.WriteFile(filepath.Join(dir, "memory.swappiness"), []byte(map[bool]string{false: "0", true: "60"}[swap]), 0o644)
 	}
 	t.Cleanup(func() {
 		for range 50 {
