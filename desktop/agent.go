@@ -52,6 +52,9 @@ func LoadAgentConfig(path string) (AgentConfig, error) {
 	return c, nil
 }
 
+// AgentBusName is owned on the session bus by the one running agent.
+const AgentBusName = "org.npllm.Agent"
+
 // Agent is the running desktop agent.
 type Agent struct {
 	System, Session *godbus.Conn
@@ -72,6 +75,15 @@ func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		system.Close()
 		return nil, fmt.Errorf("connect to the session bus (is this a desktop session?): %w", err)
+	}
+	// One agent per session: the name says who it is.
+	if reply, err := session.RequestName(AgentBusName, godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
+		system.Close()
+		session.Close()
+		if err == nil {
+			err = fmt.Errorf("another npllm-agent already runs in this session (it owns %s)", AgentBusName)
+		}
+		return nil, err
 	}
 	mutes, err := OpenMutes(MutesPath())
 	if err != nil {

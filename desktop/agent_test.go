@@ -385,3 +385,13 @@ func TestThreeDismissalsMuteAnAppUntilUnmuted(t *testing.T) {
 	crash()
 	w.waitDisplayed(t, "after unmute", func(n int) bool { return n == 1 })
 }
+
+func TestOneAgentPerSession(t *testing.T) {
+	w := setup(t, "")
+	second := exec.Command(bin("npllm-agent"))
+	second.Env = w.env()
+	out, err := second.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "another npllm-agent already runs") {
+		t.Errorf("a second agent: %v %s", err, out)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,6 +28,9 @@ type Notifier struct {
 	mutes  *Mutes
 	log    *slog.Logger
 	now    func() time.Time
+
+	markup  bool // the server parses body markup: escape
+	buttons bool // the server shows actions
 
 	mu      sync.Mutex
 	byAlert map[string]*shown // alert id → its notification
@@ -80,6 +84,15 @@ func NewNotifier(session *godbus.Conn, client *npbus.Client, mutes *Mutes, log *
 		return nil, fmt.Errorf("notification server: %w", err)
 	}
 	n.notes = notes
+	// Servers without body markup show text as given: escaping would then
+	// show "&lt;". Servers without actions get no buttons.
+	if caps, err := notes.GetCapabilities(); err == nil {
+		n.markup = slices.Contains(caps, "body-markup")
+		n.buttons = slices.Contains(caps, "actions")
+	} else {
+		n.markup, n.buttons = true, true
+		log.Warn("notification server capabilities unknown; assuming markup and actions", "err", err)
+	}
 	return n, nil
 }
 
@@ -114,6 +127,11 @@ func (n *Notifier) Signal(sig *godbus.Signal) {
 // as markup: a process named "<b>hog" is shown as written.
 func Escape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;").Replace(s)
+}
+
+// unescape undoes Escape for servers that show bodies as plain text.
+func unescape(s string) string {
+	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&quot;", `"`, "&apos;", "'", "&amp;", "&").Replace(s)
 }
 
 // plain strips control characters from text shown without markup
@@ -181,7 +199,13 @@ func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.V
 	}
 	s.urgency = urgencyOf(severity)
 	s.summary, s.body = texts(s, severity, kind, details)
-	s.actions = actionsFor(kind, s)
+	if !n.markup {
+		s.body = unescape(s.body)
+	}
+	s.actions = nil
+	if n.buttons {
+		s.actions = actionsFor(kind, s)
+	}
 	n.send(s)
 }
 
@@ -403,6 +427,9 @@ func shellQuote(s string) string {
 
 // inform shows a one-off notification (results, details, confirmations).
 func (n *Notifier) inform(summary, body string) {
+	if !n.markup {
+		body = unescape(strings.NewReplacer("<i>", "", "</i>", "").Replace(body))
+	}
 	note := notify.Notification{AppName: "npllm", AppIcon: "dialog-information", Summary: plain(summary), Body: body,
 		Hints: map[string]godbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer}
 	note.AddHint(notify.Hint{ID: "category", Variant: godbus.MakeVariant("x-npllm.result")})
