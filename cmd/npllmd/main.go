@@ -160,7 +160,7 @@ func run(log *slog.Logger, o options) error {
 		return err
 	}
 	engine.SetListener(srv.AlertChanged)
-	go engine.Follow(ctx, hub.Subscribe(4096))
+	go engine.Follow(ctx, hub.Subscribe(4096, alerts.EventKinds...))
 	if err := srv.RequestName(); err != nil {
 		return err
 	}

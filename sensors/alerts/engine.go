@@ -106,6 +106,9 @@ func (e *Engine) SetListener(listener func(Change)) {
 	e.notifyMu.Unlock()
 }
 
+// EventKinds are the kinds Event looks at (subscribe to these only).
+var EventKinds = []string{"process.exit", "oom.kill", "unit.failed", "unit.restarted"}
+
 // Follow feeds committed events from sub to the engine until ctx ends.
 func (e *Engine) Follow(ctx context.Context, sub *sensors.Subscription) {
 	for {
