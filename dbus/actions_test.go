@@ -141,8 +141,13 @@ func TestAnotherUserCannotSignalReniceOrIoniceMyProcess(t *testing.T) {
 	if !v.alive() {
 		t.Fatal("alice's process died after bob's refused KILL")
 	}
-	if got := v.nices(t); !equalInts(got, niceBefore) {
-		t.Errorf("nice changed after refusal: %v → %v", niceBefore, got)
+	// Go's runtime may start threads meanwhile: every thread, old or new,
+	// must still have the nice value all had before.
+	for _, n := range v.nices(t) {
+		if n != niceBefore[0] {
+			t.Errorf("nice changed after refusal: %v → %v", niceBefore, v.nices(t))
+			break
+		}
 	}
 	if got := v.ioprio(t); got != ioBefore {
 		t.Errorf("I/O priority changed after refusal: %#x → %#x", ioBefore, got)
@@ -362,16 +367,4 @@ wait:
 	if !v.alive() {
 		t.Error("target died although authentication failed")
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -271,7 +271,7 @@ func TestMemoryPressureFromRealPSI(t *testing.T) {
 	}
 	defer conn.Close()
 	w := watchAlerts(t, npbus.NewClient(conn))
-	into := limitedCgroup(t, 32<<20, true)
+	into := devbus.MemoryCgroup(t, 32<<20, true)
 	thrash := exec.Command(bin("self"))
 	thrash.Env = append(os.Environ(), "NPLLM_TEST_HELPER=thrash")
 	in, _ := thrash.StdinPipe()

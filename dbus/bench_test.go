@@ -2,11 +2,9 @@ package dbus_test
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -65,26 +63,12 @@ func BenchmarkIdleDaemon(b *testing.B) {
 		time.Sleep(idle)
 		cpu1 := cpuTicks(b, pid)
 		b.ReportMetric(100*float64(cpu1-cpu0)/100/idle.Seconds(), "cpu-%-of-core")
-		b.ReportMetric(float64(rssKB(b, pid))/1024, "rss-MiB")
+		b.ReportMetric(float64(devbus.ProcRSSKiB(pid))/1024, "rss-MiB")
 	}
 }
 
 func cpuTicks(b testing.TB, pid int) uint64 {
 	return statField(b, uint32(pid), 14) + statField(b, uint32(pid), 15)
-}
-
-func rssKB(b testing.TB, pid int) uint64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			kb, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
-			return kb
-		}
-	}
-	return 0
 }
 
 // BenchmarkSignalProcessVsCheckAuthorizationVsPing interleaves an authorized

@@ -189,7 +189,7 @@ func TestStormBeyondTheQueueCountsDropsAndDaemonKeepsAnswering(t *testing.T) {
 	if err := c.Ping(context.Background()); err != nil {
 		t.Fatalf("daemon stopped answering: %v", err)
 	}
-	if kb := rssKB(t, d.Cmd.Process.Pid); kb > 200*1024 {
+	if kb := devbus.ProcRSSKiB(d.Cmd.Process.Pid); kb > 200*1024 {
 		t.Errorf("npllmd RSS %d kB after the storm", kb)
 	}
 	t.Logf("storm: %d queued, %d dropped at the queue", queued, dropped)

@@ -34,19 +34,7 @@ func TestMain(m *testing.M) {
 	if op := os.Getenv("NPLLM_TEST_HELPER"); op != "" {
 		os.Exit(runHelper(op, os.Args[len(os.Args)-1]))
 	}
-	if os.Geteuid() == 0 || os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
-		dir, err := devbus.BuildBinaries("./cmd/npllmd", "./cmd/npllmctl")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		binDir = dir
-	}
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	devbus.RunWithBinaries(m, &binDir, "./cmd/npllmd", "./cmd/npllmctl")
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }

@@ -86,50 +86,9 @@ func runKernelHelper(op string) int {
 	return 2
 }
 
-// memoryCgroup makes a cgroup limited to limit bytes of memory and no swap
-// — cgroup v2 when its memory controller is available, else v1 — and
-// returns a function that moves a pid into it.
+// memoryCgroup is a memory-limited cgroup without swap (OOM kills).
 func memoryCgroup(t testing.TB, limit int64) func(pid int) {
-	return limitedCgroup(t, limit, false)
-}
-
-// limitedCgroup is memoryCgroup, with swap allowed when swap is true.
-func limitedCgroup(t testing.TB, limit int64, swap bool) func(pid int) {
-	t.Helper()
-	name := fmt.Sprintf("npllm-test-oom-%d", os.Getpid())
-	write := func(path, value string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
-			t.Fatalf("write %s: %v", path, err)
-		}
-	}
-	var dir, procs string
-	if ctrl, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && strings.Contains(string(ctrl), "memory") {
-		write("/sys/fs/cgroup/cgroup.subtree_control", "+memory")
-		dir, procs = filepath.Join("/sys/fs/cgroup", name), "cgroup.procs"
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		write(filepath.Join(dir, "memory.max"), strconv.FormatInt(limit, 10))
-		write(filepath.Join(dir, "memory.swap.max"), map[bool]string{false: "0", true: "max"}[swap])
-	} else {
-		dir, procs = filepath.Join("/sys/fs/cgroup/memory", name), "cgroup.procs"
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatalf("no cgroup v2 memory controller and no v1 one: %v", err)
-		}
-		write(filepath.Join(dir, "memory.limit_in_bytes"), strconv.FormatInt(limit, 10))
-		os.WriteFile(filepath.Join(dir, "memory.swappiness"), []byte(map[bool]string{false: "0", true: "60"}[swap]), 0o644)
-	}
-	t.Cleanup(func() {
-		for range 50 {
-			if os.Remove(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Errorf("cgroup %s left behind", dir)
-	})
-	return func(pid int) { write(filepath.Join(dir, procs), strconv.Itoa(pid)) }
+	return devbus.MemoryCgroup(t, limit, false)
 }
 
 // zramSwap gives the machine 512 MiB of compressed swap in RAM for one

@@ -39,19 +39,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(len(chunks) % 2)
 	}
-	if os.Geteuid() == 0 || os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
-		dir, err := devbus.BuildBinaries("./cmd/npllmd", "./cmd/npllm-agent", "./cmd/npllmctl")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		binDir = dir
-	}
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	devbus.RunWithBinaries(m, &binDir, "./cmd/npllmd", "./cmd/npllm-agent", "./cmd/npllmctl")
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }
@@ -188,40 +176,6 @@ func (w *world) history(t *testing.T) []note {
 	return notes
 }
 
-// memoryCgroup makes a 48 MiB cgroup (v2 when it has the memory
-// controller, else v1) and returns a function that moves a pid into it.
-func memoryCgroup(t *testing.T) func(int) {
-	t.Helper()
-	name := fmt.Sprintf("npllm-test-agent-%d", os.Getpid())
-	var dir, limit string
-	if ctrl, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && strings.Contains(string(ctrl), "memory") {
-		os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte("+memory"), 0o644)
-		dir, limit = filepath.Join("/sys/fs/cgroup", name), "memory.max"
-	} else {
-		dir, limit = filepath.Join("/sys/fs/cgroup/memory", name), "memory.limit_in_bytes"
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 50 {
-			if os.Remove(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	if err := os.WriteFile(filepath.Join(dir, limit), []byte(strconv.Itoa(48<<20)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0o644)
-	return func(pid int) {
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // oomKill runs the helper binary under name until the OOM killer ends it.
 func oomKill(t *testing.T, exe string, into func(int)) {
 	t.Helper()
@@ -245,7 +199,7 @@ func TestOOMKillsBecomeOneEscapedNotificationNotAStack(t *testing.T) {
 	exe := filepath.Join(binDir, "<b>hog")
 	data, _ := os.ReadFile(bin("self"))
 	os.WriteFile(exe, data, 0o755)
-	into := memoryCgroup(t)
+	into := devbus.MemoryCgroup(t, 48<<20, false)
 	oomKill(t, exe, into)
 	w.waitDisplayed(t, "after one OOM kill", func(n int) bool { return n == 1 })
 	for range 5 {

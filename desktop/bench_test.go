@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/npllm/npllm/dbus/devbus"
 )
 
 // BenchmarkAgentIdle lets npllm-agent idle for 15 s with npllmd and dunst
@@ -17,7 +19,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 		c0 := procTicks(b, pid)
 		time.Sleep(15 * time.Second)
 		c1 := procTicks(b, pid)
-		b.ReportMetric(float64(procRSSKB(b, pid))/1024, "agent-rss-MiB")
+		b.ReportMetric(float64(devbus.ProcRSSKiB(pid))/1024, "agent-rss-MiB")
 		b.ReportMetric(float64(c1-c0)/100/15*100, "agent-cpu-%")
 	}
 }
@@ -31,18 +33,4 @@ func procTicks(b testing.TB, pid int) uint64 {
 	u, _ := strconv.ParseUint(f[11], 10, 64)
 	s, _ := strconv.ParseUint(f[12], 10, 64)
 	return u + s
-}
-
-func procRSSKB(b testing.TB, pid int) uint64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			kb, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
-			return kb
-		}
-	}
-	return 0
 }

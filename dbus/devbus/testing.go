@@ -106,3 +106,22 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	}
 	return out.Close()
 }
+
+// RunWithBinaries is a TestMain body: with root (or when privileged tests
+// are required) it builds pkgs into *dir (see BuildBinaries), runs the
+// tests, removes the binaries and exits with the tests' status.
+func RunWithBinaries(m *testing.M, dir *string, pkgs ...string) {
+	if os.Geteuid() == 0 || os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
+		d, err := BuildBinaries(pkgs...)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		*dir = d
+	}
+	code := m.Run()
+	if *dir != "" {
+		os.RemoveAll(*dir)
+	}
+	os.Exit(code)
+}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -27,19 +26,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 || os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
-		dir, err := devbus.BuildBinaries("./cmd/npllmd", "./cmd/npllm-agent")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		binDir = dir
-	}
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	devbus.RunWithBinaries(m, &binDir, "./cmd/npllmd", "./cmd/npllm-agent")
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }
