@@ -88,7 +88,7 @@ func TestOOMKillRaisesAnAlertWhosePrivateDetailsOnlyTheOwnerSees(t *testing.T) {
 		t.Fatal(err)
 	}
 	private, _ := a["private"].Value().(map[string]godbus.Variant)
-	if cg, _ := private["cgroup"].Value().(string); !strings.Contains(cg, "npllm-test-oom") {
+	if cg, _ := private["cgroup"].Value().(string); !strings.Contains(cg, "npllm-test-mem") {
 		t.Errorf("root's GetAlert: %v", a)
 	}
 	alice, err := devbus.EnsureUser("npllm-alice")
@@ -99,7 +99,7 @@ func TestOOMKillRaisesAnAlertWhosePrivateDetailsOnlyTheOwnerSees(t *testing.T) {
 	if err != nil {
 		t.Fatalf("npllmctl alert as alice: %v", err)
 	}
-	if strings.Contains(string(out), "npllm-test-oom") || !strings.Contains(string(out), `"private_withheld": true`) {
+	if strings.Contains(string(out), "npllm-test-mem") || !strings.Contains(string(out), `"private_withheld": true`) {
 		t.Errorf("alice sees root's alert details:\n%s", out)
 	}
 }

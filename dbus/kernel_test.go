@@ -160,7 +160,7 @@ func TestRealOOMKillInAMemoryLimitedCgroupIsJournaled(t *testing.T) {
 	if rss := ev["rss_bytes"].Value().(uint64); rss < 16<<20 || rss > 64<<20 {
 		t.Errorf("rss_bytes %d, want about the 48 MiB limit", rss)
 	}
-	if cg := ev["cgroup"].Value().(string); !strings.Contains(cg, "npllm-test-oom") {
+	if cg := ev["cgroup"].Value().(string); !strings.Contains(cg, "npllm-test-mem") {
 		t.Errorf("cgroup %q", cg)
 	}
 }
