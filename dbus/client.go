@@ -240,3 +240,33 @@ func Plain(v any) any {
 		return v
 	}
 }
+
+// Uint reads an unsigned number from a D-Bus value (a Variant or a plain
+// value of any integer type; 0 otherwise), for clients that print them.
+func Uint(v any) uint64 {
+	if vv, ok := v.(godbus.Variant); ok {
+		v = vv.Value()
+	}
+	switch n := v.(type) {
+	case uint64:
+		return n
+	case uint32:
+		return uint64(n)
+	case int32:
+		return uint64(n)
+	case int64:
+		return uint64(n)
+	case float64:
+		return uint64(n)
+	}
+	return 0
+}
+
+// String reads a string from a D-Bus value ("" if it is none).
+func String(v any) string {
+	if vv, ok := v.(godbus.Variant); ok {
+		v = vv.Value()
+	}
+	s, _ := v.(string)
+	return s
+}

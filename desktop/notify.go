@@ -145,20 +145,6 @@ func plain(s string) string {
 	}, s)
 }
 
-func vstr(v godbus.Variant) string { s, _ := v.Value().(string); return s }
-
-func vu64(v godbus.Variant) uint64 {
-	switch x := v.Value().(type) {
-	case uint64:
-		return x
-	case uint32:
-		return uint64(x)
-	case int32:
-		return uint64(x)
-	}
-	return 0
-}
-
 // Raised shows or updates the notification of an alert.
 func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.Variant) {
 	t := targetOf(id, kind, details)
@@ -170,7 +156,7 @@ func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.V
 		n.log.Info("alert muted by the user", "alert", id, "kind", kind, "app", app)
 		return
 	}
-	if seq := vu64(details["seq"]); seq > 0 {
+	if seq := npbus.Uint(details["seq"]); seq > 0 {
 		n.mu.Lock()
 		n.lastSeq = max(n.lastSeq, seq)
 		n.mu.Unlock()
@@ -210,9 +196,9 @@ func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.V
 }
 
 func targetOf(id, kind string, d map[string]godbus.Variant) target {
-	t := target{alert: id, pid: uint32(vu64(d["pid"])), start: vu64(d["start_time"]), comm: vstr(d["comm"]), unit: vstr(d["unit"])}
+	t := target{alert: id, pid: uint32(npbus.Uint(d["pid"])), start: npbus.Uint(d["start_time"]), comm: npbus.String(d["comm"]), unit: npbus.String(d["unit"])}
 	if top, ok := d["top"].Value().([]map[string]godbus.Variant); ok && len(top) > 0 && t.pid == 0 {
-		t.pid, t.start, t.comm = uint32(vu64(top[0]["pid"])), vu64(top[0]["start_time"]), vstr(top[0]["comm"])
+		t.pid, t.start, t.comm = uint32(npbus.Uint(top[0]["pid"])), npbus.Uint(top[0]["start_time"]), npbus.String(top[0]["comm"])
 	}
 	return t
 }
@@ -240,7 +226,7 @@ func texts(s *shown, severity, kind string, d map[string]godbus.Variant) (summar
 		}
 		return fmt.Sprintf(burstKinds[kind], len(s.alerts)), strings.Join(apps, ", ") + more
 	}
-	body = Escape(vstr(d["summary"]))
+	body = Escape(npbus.String(d["summary"]))
 	switch kind {
 	case "oom.kill":
 		summary = "Out of memory: " + comm + " was killed"
@@ -251,13 +237,13 @@ func texts(s *shown, severity, kind string, d map[string]godbus.Variant) (summar
 	case "memory.low":
 		summary = "Memory is running out"
 	case "disk.full":
-		summary = "Disk almost full: " + plain(vstr(d["mount"]))
+		summary = "Disk almost full: " + plain(npbus.String(d["mount"]))
 	case "cpu.runaway":
 		summary = comm + " keeps a CPU busy"
 	case "process.anomaly":
 		summary = comm + " uses far more memory than usual"
 	case "unit.failed":
-		summary = plain(vstr(d["unit"])) + " failed"
+		summary = plain(npbus.String(d["unit"])) + " failed"
 	default:
 		summary = "npllm: " + kind
 	}
@@ -490,7 +476,7 @@ func (n *Notifier) onAction(id uint32, key string) {
 			n.inform("No details", Escape(npbus.ErrorMessage(err)))
 			return
 		}
-		n.inform(vstr(a["summary"]), detailsBody(a))
+		n.inform(npbus.String(a["summary"]), detailsBody(a))
 	}
 }
 
@@ -544,13 +530,13 @@ func (n *Notifier) CatchUp(ctx context.Context) {
 		return
 	}
 	for _, a := range st.ActiveAlerts {
-		id := vstr(a["id"])
+		id := npbus.String(a["id"])
 		n.mu.Lock()
 		known := n.seen[id]
 		n.mu.Unlock()
 		if !known {
 			details, _ := a["details"].Value().(map[string]godbus.Variant)
-			n.Raised(id, vstr(a["severity"]), vstr(a["kind"]), details)
+			n.Raised(id, npbus.String(a["severity"]), npbus.String(a["kind"]), details)
 		}
 	}
 	n.mu.Lock()
@@ -564,12 +550,12 @@ func (n *Notifier) CatchUp(ctx context.Context) {
 		return
 	}
 	for _, ev := range evs {
-		id := fmt.Sprintf("oom.kill/%d", vu64(ev["seq"]))
+		id := fmt.Sprintf("oom.kill/%d", npbus.Uint(ev["seq"]))
 		n.mu.Lock()
 		known := n.seen[id]
 		n.mu.Unlock()
 		if !known {
-			ev["summary"] = godbus.MakeVariant(fmt.Sprintf("%s (pid %d) was killed for lack of memory", vstr(ev["comm"]), vu64(ev["pid"])))
+			ev["summary"] = godbus.MakeVariant(fmt.Sprintf("%s (pid %d) was killed for lack of memory", npbus.String(ev["comm"]), npbus.Uint(ev["pid"])))
 			n.Raised(id, "critical", "oom.kill", ev)
 		}
 	}

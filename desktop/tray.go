@@ -129,7 +129,7 @@ func (t *Tray) update(ctx context.Context) {
 	// abandons the old items' click goroutines.
 	sig := st.Health + "|" + strings.Join(t.mutes.List(), ",")
 	for _, a := range st.ActiveAlerts {
-		sig += "|" + vstr(a["id"]) + vstr(a["severity"]) + vstr(a["summary"])
+		sig += "|" + npbus.String(a["id"]) + npbus.String(a["severity"]) + npbus.String(a["summary"])
 	}
 	t.mu.Lock()
 	same := sig == t.menuSig
@@ -147,15 +147,15 @@ func (t *Tray) update(ctx context.Context) {
 		none.Disable()
 	}
 	for _, a := range st.ActiveAlerts {
-		id, summary := vstr(a["id"]), plain(vstr(a["summary"]))
-		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", vstr(a["severity"]), summary), "Show details")
+		id, summary := npbus.String(a["id"]), plain(npbus.String(a["summary"]))
+		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", npbus.String(a["severity"]), summary), "Show details")
 		go t.onClick(item, func() {
 			a, err := t.client.Alert(context.Background(), id)
 			if err != nil {
 				t.notifier.inform("No details", Escape(npbus.ErrorMessage(err)))
 				return
 			}
-			t.notifier.inform(vstr(a["summary"]), detailsBody(a))
+			t.notifier.inform(npbus.String(a["summary"]), detailsBody(a))
 		})
 	}
 	if muted := t.mutes.List(); len(muted) > 0 {

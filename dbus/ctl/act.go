@@ -26,7 +26,7 @@ func target(ctx context.Context, c *npbus.Client, arg string) (pid uint32, start
 	if err != nil {
 		return 0, 0, "", err
 	}
-	return uint32(n), u64(info["start_time"]), str(info["comm"]), nil
+	return uint32(n), npbus.Uint(info["start_time"]), npbus.String(info["comm"]), nil
 }
 
 func runSignal(ctx context.Context, env *Env, c *npbus.Client, args []string) error {

@@ -35,8 +35,8 @@ func runAlerts(ctx context.Context, env *Env, c *npbus.Client, args []string) er
 		fmt.Fprintln(env.Out, "no active alerts")
 	}
 	for _, a := range st.ActiveAlerts {
-		at := time.Unix(0, int64(u64(a["raised_ns"]))).Format("15:04:05")
-		fmt.Fprintf(env.Out, "%s %-8s %-28s %s\n", at, str(a["severity"]), str(a["id"]), str(a["summary"]))
+		at := time.Unix(0, int64(npbus.Uint(a["raised_ns"]))).Format("15:04:05")
+		fmt.Fprintf(env.Out, "%s %-8s %-28s %s\n", at, npbus.String(a["severity"]), npbus.String(a["id"]), npbus.String(a["summary"]))
 	}
 	return nil
 }
@@ -52,7 +52,7 @@ func runAlert(ctx context.Context, env *Env, c *npbus.Client, args []string) err
 	if env.JSON {
 		return printJSON(env.Out, npbus.Plain(a))
 	}
-	fmt.Fprintf(env.Out, "%s [%s] %s\n", str(a["id"]), str(a["severity"]), str(a["summary"]))
+	fmt.Fprintf(env.Out, "%s [%s] %s\n", npbus.String(a["id"]), npbus.String(a["severity"]), npbus.String(a["summary"]))
 	for _, group := range []string{"details", "private"} {
 		m, _ := npbus.Plain(a[group]).(map[string]any)
 		for _, k := range sortedKeys(m) {
@@ -91,10 +91,10 @@ func runBaseline(ctx context.Context, env *Env, c *npbus.Client, args []string) 
 	if env.JSON {
 		return printJSON(env.Out, npbus.Plain(b))
 	}
-	fmt.Fprintf(env.Out, "%s: %d runs, %d crashes\n", program, u64(b["runs"]), u64(b["crashes"]))
-	fmt.Fprintf(env.Out, "  peak memory  p50 %s  p95 %s  (ewma %s)\n", sensors.HumanBytes(u64(b["rss_p50_bytes"])), sensors.HumanBytes(u64(b["rss_p95_bytes"])), sensors.HumanBytes(u64(b["rss_ewma_bytes"])))
-	fmt.Fprintf(env.Out, "  CPU time     p95 %s\n", humanNS(u64(b["cpu_p95_ns"])))
-	fmt.Fprintf(env.Out, "  lifetime     p95 %s\n", humanNS(u64(b["lifetime_p95_ns"])))
+	fmt.Fprintf(env.Out, "%s: %d runs, %d crashes\n", program, npbus.Uint(b["runs"]), npbus.Uint(b["crashes"]))
+	fmt.Fprintf(env.Out, "  peak memory  p50 %s  p95 %s  (ewma %s)\n", sensors.HumanBytes(npbus.Uint(b["rss_p50_bytes"])), sensors.HumanBytes(npbus.Uint(b["rss_p95_bytes"])), sensors.HumanBytes(npbus.Uint(b["rss_ewma_bytes"])))
+	fmt.Fprintf(env.Out, "  CPU time     p95 %s\n", humanNS(npbus.Uint(b["cpu_p95_ns"])))
+	fmt.Fprintf(env.Out, "  lifetime     p95 %s\n", humanNS(npbus.Uint(b["lifetime_p95_ns"])))
 	return nil
 }
 

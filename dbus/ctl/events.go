@@ -79,7 +79,7 @@ func printEvent(env *Env, ev map[string]godbus.Variant) {
 		fmt.Fprintln(env.Out, string(b))
 		return
 	}
-	t := time.Unix(0, int64(u64(ev["time_ns"]))).Format("15:04:05.000")
+	t := time.Unix(0, int64(npbus.Uint(ev["time_ns"]))).Format("15:04:05.000")
 	var parts []string
 	for _, k := range sortedKeys(ev) {
 		if k == "seq" || k == "time_ns" || k == "kind" {
@@ -87,7 +87,7 @@ func printEvent(env *Env, ev map[string]godbus.Variant) {
 		}
 		parts = append(parts, fmt.Sprintf("%s=%v", k, ev[k].Value()))
 	}
-	fmt.Fprintf(env.Out, "%8d %s %-13s %s\n", u64(ev["seq"]), t, str(ev["kind"]), strings.Join(parts, " "))
+	fmt.Fprintf(env.Out, "%8d %s %-13s %s\n", npbus.Uint(ev["seq"]), t, npbus.String(ev["kind"]), strings.Join(parts, " "))
 }
 
 func runSensors(ctx context.Context, env *Env, c *npbus.Client, args []string) error {
@@ -113,7 +113,7 @@ func runSensors(ctx context.Context, env *Env, c *npbus.Client, args []string) e
 		if variant == "" {
 			variant = "-"
 		}
-		fmt.Fprintf(env.Out, "%-15s %-8s %-11s %s\n", s.Name, variant, s.State, str(s.Details["description"]))
+		fmt.Fprintf(env.Out, "%-15s %-8s %-11s %s\n", s.Name, variant, s.State, npbus.String(s.Details["description"]))
 		if v, ok := s.Details["reason"]; ok {
 			fmt.Fprintf(env.Out, "    reason: %v\n", v.Value())
 		}

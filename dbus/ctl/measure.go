@@ -35,8 +35,8 @@ func runHist(ctx context.Context, env *Env, c *npbus.Client, args []string) erro
 	counts, _ := h["counts"].Value().([]uint64)
 	low, _ := h["bucket_low"].Value().([]uint64)
 	high, _ := h["bucket_high"].Value().([]uint64)
-	fmt.Fprintf(env.Out, "%s (%s), %d samples, p50 ≤ %s, p99 ≤ %s\n", str(h["name"]), str(h["series"]),
-		u64(h["total"]), humanNS(u64(h["p50"])), humanNS(u64(h["p99"])))
+	fmt.Fprintf(env.Out, "%s (%s), %d samples, p50 ≤ %s, p99 ≤ %s\n", npbus.String(h["name"]), npbus.String(h["series"]),
+		npbus.Uint(h["total"]), humanNS(npbus.Uint(h["p50"])), humanNS(npbus.Uint(h["p99"])))
 	var most uint64
 	for _, n := range counts {
 		most = max(most, n)
@@ -51,7 +51,7 @@ func runHist(ctx context.Context, env *Env, c *npbus.Client, args []string) erro
 		}
 		fmt.Fprintf(env.Out, "%10s – %-10s %10d |%s\n", humanNS(low[i]), humanNS(high[i]), n, strings.Repeat("*", bar))
 	}
-	if m := u64(h["missed"]); m > 0 {
+	if m := npbus.Uint(h["missed"]); m > 0 {
 		fmt.Fprintf(env.Out, "(%d samples missed: their start was not seen)\n", m)
 	}
 	return nil
@@ -100,8 +100,8 @@ func runSyscalls(ctx context.Context, env *Env, c *npbus.Client, args []string) 
 		for _, k := range sortedKeys(errnos) {
 			parts = append(parts, fmt.Sprintf("%s=%d", k, errnos[k]))
 		}
-		fmt.Fprintf(env.Out, "%7d %-15s %-18s %10d %8d %9s  %s\n", u64(r["pid"]), str(r["comm"]), str(r["syscall"]),
-			u64(r["count"]), u64(r["errors"]), humanNS(u64(r["avg_ns"])), strings.Join(parts, " "))
+		fmt.Fprintf(env.Out, "%7d %-15s %-18s %10d %8d %9s  %s\n", npbus.Uint(r["pid"]), npbus.String(r["comm"]), npbus.String(r["syscall"]),
+			npbus.Uint(r["count"]), npbus.Uint(r["errors"]), humanNS(npbus.Uint(r["avg_ns"])), strings.Join(parts, " "))
 	}
 	return nil
 }

@@ -40,9 +40,9 @@ func runTop(ctx context.Context, env *Env, c *npbus.Client, args []string) error
 	}
 	fmt.Fprintf(env.Out, "%7s %-10s %6s %10s %10s %4s  %s\n", "PID", "USER", "CPU%", "RSS", "IO", "NI", "COMMAND")
 	for _, p := range procs {
-		io := u64(p["io_read_bytes"]) + u64(p["io_write_bytes"])
+		io := npbus.Uint(p["io_read_bytes"]) + npbus.Uint(p["io_write_bytes"])
 		fmt.Fprintf(env.Out, "%7d %-10.10s %6.1f %10s %10s %4d  %s\n",
-			u64(p["pid"]), str(p["user"]), f64(p["cpu_percent"]), sensors.HumanBytes(u64(p["rss_bytes"])), sensors.HumanBytes(io), i64(p["nice"]), str(p["comm"]))
+			npbus.Uint(p["pid"]), npbus.String(p["user"]), f64(p["cpu_percent"]), sensors.HumanBytes(npbus.Uint(p["rss_bytes"])), sensors.HumanBytes(io), i64(p["nice"]), npbus.String(p["comm"]))
 	}
 	return nil
 }
@@ -68,20 +68,6 @@ func runPs(ctx context.Context, env *Env, c *npbus.Client, args []string) error 
 	return nil
 }
 
-func u64(v godbus.Variant) uint64 {
-	switch n := v.Value().(type) {
-	case uint64:
-		return n
-	case uint32:
-		return uint64(n)
-	case int32:
-		return uint64(n)
-	case int64:
-		return uint64(n)
-	}
-	return 0
-}
-
 func i64(v godbus.Variant) int64 {
 	switch n := v.Value().(type) {
 	case int32:
@@ -97,9 +83,4 @@ func i64(v godbus.Variant) int64 {
 func f64(v godbus.Variant) float64 {
 	f, _ := v.Value().(float64)
 	return f
-}
-
-func str(v godbus.Variant) string {
-	s, _ := v.Value().(string)
-	return s
 }

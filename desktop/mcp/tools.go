@@ -178,7 +178,7 @@ func (b *Bridge) status(ctx context.Context) (SystemStatus, error) {
 		out.Pressure[k] = PSI{v[0], v[1], v[2]}
 	}
 	for _, a := range st.ActiveAlerts {
-		out.ActiveAlerts = append(out.ActiveAlerts, AlertSummary{ID: vstr(a["id"]), Severity: vstr(a["severity"]), Kind: vstr(a["kind"]), Summary: vstr(a["summary"])})
+		out.ActiveAlerts = append(out.ActiveAlerts, AlertSummary{ID: npbus.String(a["id"]), Severity: npbus.String(a["severity"]), Kind: npbus.String(a["kind"]), Summary: npbus.String(a["summary"])})
 	}
 	top, err := b.topProcesses(ctx)
 	if err != nil {
@@ -287,7 +287,7 @@ func (b *Bridge) processDetails(ctx context.Context, req mcp.CallToolRequest) (*
 		out.RecentEvents = evs
 	}
 	text := fmt.Sprintf("pid %d %v (%v), state %v, cpu %.0f%%, rss %s, start_time %v", pid, out.Process["comm"], out.Process["user"],
-		out.Process["state"], out.Process["cpu_percent"], sensors.HumanBytes(toU64(out.Process["rss_bytes"])), out.Process["start_time"])
+		out.Process["state"], out.Process["cpu_percent"], sensors.HumanBytes(npbus.Uint(out.Process["rss_bytes"])), out.Process["start_time"])
 	return mcp.NewToolResultStructured(out, text), nil
 }
 
@@ -571,36 +571,15 @@ func lookupUID(u string) (uint32, error) {
 }
 
 func processSummary(p map[string]godbus.Variant) ProcessSummary {
-	s := ProcessSummary{PID: uint32(toU64(p["pid"].Value())), StartTime: toU64(p["start_time"].Value()), Comm: vstr(p["comm"]),
-		User: vstr(p["user"]), UID: uint32(toU64(p["uid"].Value())), State: vstr(p["state"]), RSSBytes: toU64(p["rss_bytes"].Value()),
-		Cmdline: vstr(p["cmdline"])}
+	s := ProcessSummary{PID: uint32(npbus.Uint(p["pid"])), StartTime: npbus.Uint(p["start_time"]), Comm: npbus.String(p["comm"]),
+		User: npbus.String(p["user"]), UID: uint32(npbus.Uint(p["uid"])), State: npbus.String(p["state"]), RSSBytes: npbus.Uint(p["rss_bytes"]),
+		Cmdline: npbus.String(p["cmdline"])}
 	s.CPUPercent, _ = p["cpu_percent"].Value().(float64)
 	s.CPUPercent = round2(s.CPUPercent)
 	if len(s.Cmdline) > 200 {
 		s.Cmdline = s.Cmdline[:200] + "…"
 	}
 	return s
-}
-
-func vstr(v godbus.Variant) string {
-	s, _ := v.Value().(string)
-	return s
-}
-
-func toU64(v any) uint64 {
-	switch n := v.(type) {
-	case uint64:
-		return n
-	case uint32:
-		return uint64(n)
-	case int32:
-		return uint64(n)
-	case int64:
-		return uint64(n)
-	case float64:
-		return uint64(n)
-	}
-	return 0
 }
 
 func plainMap(m map[string]godbus.Variant) map[string]any {
