@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -61,6 +62,7 @@ bus cannot be reached, 2 on bad options.
 	configPath := flags.String("config", "/etc/npllm/npllmd.toml", "alert thresholds ([alerts] table); a missing file means the documented defaults")
 	queue := flags.Int("event-queue", 65536, "events buffered between sensors and the journal; beyond it events are dropped and counted")
 	showVersion := flags.Bool("version", false, "print the version and exit")
+	cpuProfile := flags.String("cpuprofile", "", "write a Go CPU profile to this file until npllmd stops (for developers)")
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -78,6 +80,15 @@ bus cannot be reached, 2 on bad options.
 		fmt.Fprintf(os.Stderr, "npllmd: --force-variant: %v\n", err)
 		os.Exit(2)
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "npllmd: --cpuprofile: %v\n", err)
+			os.Exit(2)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	thresholds, err := alerts.LoadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "npllmd: --config: %v\n", err)
@@ -87,6 +98,7 @@ bus cannot be reached, 2 on bad options.
 	slog.SetDefault(log)
 	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, thresholds}); err != nil {
 		log.Error("npllmd stopped", "err", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
