@@ -291,6 +291,10 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		before := c.mainPID(t, "npllm-test-ok.service")
 		c.must(t, "npllmctl", "unit", "restart", "npllm-test-ok.service")
 		c.restartedFrom(t, "npllm-test-ok.service", before, 20*time.Second)
+		// GetUnit reads what systemd says (the MCP bridge's unit_status).
+		if out := c.must(t, "busctl", "call", "org.npllm.Assistant", "/org/npllm/Assistant1", "org.npllm.Assistant1", "GetUnit", "s", "npllm-test-ok.service"); !strings.Contains(out, `"active_state" s "active"`) || !strings.Contains(out, `"sub_state" s "running"`) {
+			t.Errorf("GetUnit: %s", out)
+		}
 		c.must(t, "useradd", "--no-create-home", "npllm-tester")
 		before = c.mainPID(t, "npllm-test-ok.service")
 		out, err := c.run("runuser", "-u", "npllm-tester", "--", "npllmctl", "unit", "restart", "npllm-test-ok.service")
