@@ -444,6 +444,20 @@ func (n *Notifier) onAction(id uint32, key string) {
 		return
 	}
 	n.log.Info("notification action", "action", key, "alert", t.alert, "pid", t.pid)
+	n.act(key, t, kind, apps)
+}
+
+// AlertActions are the buttons for an active alert as ActiveAlerts lists
+// it (the tray's menu), keys and labels as on its notification.
+func AlertActions(kind string, details map[string]godbus.Variant) (target, []notify.Action) {
+	t := targetOf("", kind, details)
+	s := &shown{kind: kind, alerts: []string{""}, apps: []string{t.comm}, target: t}
+	return t, actionsFor(kind, s)[1:] // without the "default" duplicate
+}
+
+// act performs a button's action for a target: from a notification, or
+// from the tray's menu.
+func (n *Notifier) act(key string, t target, kind string, apps []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	comm := plain(t.comm)

@@ -147,16 +147,17 @@ func (t *Tray) update(ctx context.Context) {
 		none.Disable()
 	}
 	for _, a := range st.ActiveAlerts {
-		id, summary := npbus.String(a["id"]), plain(npbus.String(a["summary"]))
-		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", npbus.String(a["severity"]), summary), "Show details")
-		go t.onClick(item, func() {
-			a, err := t.client.Alert(context.Background(), id)
-			if err != nil {
-				t.notifier.inform("No details", Escape(npbus.ErrorMessage(err)))
-				return
-			}
-			t.notifier.inform(npbus.String(a["summary"]), detailsBody(a))
-		})
+		id, kind, summary := npbus.String(a["id"]), npbus.String(a["kind"]), plain(npbus.String(a["summary"]))
+		details, _ := a["details"].Value().(map[string]godbus.Variant)
+		// Each alert is a submenu with the buttons its notification has.
+		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", npbus.String(a["severity"]), summary), "")
+		target, actions := AlertActions(kind, details)
+		target.alert = id
+		for _, act := range actions {
+			sub := item.AddSubMenuItem(act.Label, "")
+			key := act.Key
+			go t.onClick(sub, func() { t.notifier.act(key, target, kind, []string{target.comm}) })
+		}
 	}
 	if muted := t.mutes.List(); len(muted) > 0 {
 		systray.AddSeparator()

@@ -2,6 +2,7 @@ package desktop_test
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,29 @@ func (f *fakeWatcher) RegisterStatusNotifierItem(msg godbus.Message, service str
 	return nil
 }
 
+// menuItem finds the id of the dbusmenu item labelled label in a layout
+// (id, properties, children), 0 if none.
+func menuItem(layout []any, label string) int32 {
+	if len(layout) != 3 {
+		return 0
+	}
+	id, _ := layout[0].(int32)
+	if props, ok := layout[1].(map[string]godbus.Variant); ok && props["label"].Value() == label {
+		return id
+	}
+	children, _ := layout[2].([]godbus.Variant)
+	for _, c := range children {
+		if sub, ok := c.Value().([]any); ok {
+			if found := menuItem(sub, label); found != 0 {
+				return found
+			}
+		}
+	}
+	return 0
+}
+
 func TestTrayWaitsQuietlyForAWatcherThenShowsHealthAndAlerts(t *testing.T) {
-	w := setup(t, "")
+	w := setup(t, "cpu_runaway_after = \"1s\"\nprocess_sample_interval = \"300ms\"\n")
 	sys, err := w.bus.Connect()
 	if err != nil {
 		t.Fatal(err)
@@ -102,5 +124,36 @@ func TestTrayWaitsQuietlyForAWatcherThenShowsHealthAndAlerts(t *testing.T) {
 	}
 	if !strings.Contains(w.log(), "tray icon registered") {
 		t.Error("no log line for the tray")
+	}
+
+	// An alert appears in the menu with its notification's buttons, and
+	// a click there acts through npllmd.
+	busy := exec.Command("sh", "-c", "while :; do :; done")
+	if err := busy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Process.Kill()
+	var terminate int32
+	for deadline := time.Now().Add(15 * time.Second); terminate == 0; time.Sleep(200 * time.Millisecond) {
+		if err := menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{"label"}).Store(&rev, &layout); err != nil {
+			t.Fatal(err)
+		}
+		terminate = menuItem(layout, "Terminate sh")
+		if time.Now().After(deadline) {
+			t.Fatalf("no \"Terminate sh\" in the menu: %v", layout)
+		}
+	}
+	if menuItem(layout, "Lower its priority") == 0 {
+		t.Errorf("no \"Lower its priority\" beside it: %v", layout)
+	}
+	if err := menu.Call("com.canonical.dbusmenu.Event", 0, terminate, "clicked", godbus.MakeVariant(""), uint32(0)).Err; err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { busy.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tray's Terminate did not reach npllmd")
 	}
 }
