@@ -343,7 +343,7 @@ func TestSyscallSensorIsOffUntilRootSwitchesItOnThenCountsErrors(t *testing.T) {
 }
 
 func TestHistogramsAreReadFromTheKernel(t *testing.T) {
-	b, _, c := startDaemon(t)
+	b, _, c := startDaemon(t, "--enable-sensor=runq_latency")
 	ctx := context.Background()
 	// Block I/O the kernel must send to the disk: direct writes and reads.
 	f := filepath.Join(t.TempDir(), "io")
