@@ -582,10 +582,3 @@ func (n *Notifier) StartSeq(seq uint64) {
 	n.lastSeq = max(n.lastSeq, seq)
 	n.mu.Unlock()
 }
-
-// Shown counts notifications on screen (for the tray and tests).
-func (n *Notifier) Shown() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.byNote)
-}

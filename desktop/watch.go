@@ -27,8 +27,6 @@ type Watcher struct {
 	Signal func(*godbus.Signal)
 	// Owner is called with the new unique name ("" when npllmd is gone).
 	Owner func(owner string)
-
-	spoofed uint64
 }
 
 // NewWatcher makes a watcher; set Signal and Owner, then call Run.
@@ -76,9 +74,6 @@ func (w *Watcher) handle(sig *godbus.Signal) {
 		return
 	}
 	if owner := w.CurrentOwner(); owner == "" || sig.Sender != owner {
-		w.mu.Lock()
-		w.spoofed++
-		w.mu.Unlock()
 		w.log.Warn("ignored a signal not sent by npllmd", "signal", sig.Name, "sender", sig.Sender, "owner", owner)
 		return
 	}
@@ -102,11 +97,4 @@ func (w *Watcher) CurrentOwner() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.owner
-}
-
-// Spoofed counts signals dropped because they did not come from npllmd.
-func (w *Watcher) Spoofed() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.spoofed
 }
