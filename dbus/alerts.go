@@ -1,7 +1,10 @@
 package dbus
 
 import (
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -186,12 +189,14 @@ func (a *api) Configure(msg godbus.Message, settings map[string]godbus.Variant, 
 		return NewError(ErrNotSupported, "this daemon raises no alerts")
 	}
 	plain := map[string]any{}
-	desc := ""
-	for k, v := range settings {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(settings)) { // a stable message for polkit and the audit
+		v := settings[k]
 		plain[k] = v.Value()
-		desc += k + "=" + godbusValueString(v) + " "
+		parts = append(parts, k+"="+godbusValueString(v))
 		c.audit = append(c.audit, k, v.Value())
 	}
+	desc := strings.Join(parts, " ")
 	// Validate everything before asking polkit: a bad request changes
 	// nothing and bothers nobody for a password.
 	next, err := a.s.cfg.Alerts.Config().With(plain)

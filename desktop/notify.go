@@ -63,6 +63,19 @@ type target struct {
 	alert string
 }
 
+// app is what an alert of kind is about, for mutes: the unit for unit
+// failures, else the process name.
+func (t target) app(kind string) string {
+	if kind == "unit.failed" {
+		return t.unit
+	}
+	return t.comm
+}
+
+// maxSeen bounds the alert ids remembered against duplicates; beyond it the
+// oldest half of the memory is dropped (ids of long-gone alerts).
+const maxSeen = 10000
+
 // BurstWindow: events of one kind within it share a notification.
 const BurstWindow = 30 * time.Second
 
@@ -148,22 +161,15 @@ func plain(s string) string {
 // Raised shows or updates the notification of an alert.
 func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.Variant) {
 	t := targetOf(id, kind, details)
-	app := t.comm
-	if kind == "unit.failed" {
-		app = t.unit
-	}
+	app := t.app(kind)
 	if n.mutes != nil && n.mutes.IsMuted(kind, app) {
 		n.log.Info("alert muted by the user", "alert", id, "kind", kind, "app", app)
 		return
 	}
-	if seq := npbus.Uint(details["seq"]); seq > 0 {
-		n.mu.Lock()
-		n.lastSeq = max(n.lastSeq, seq)
-		n.mu.Unlock()
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.seen[id] = true
+	n.lastSeq = max(n.lastSeq, npbus.Uint(details["seq"]))
+	n.remember(id)
 	now := n.now()
 	s := n.byAlert[id]
 	if s == nil {
@@ -193,6 +199,22 @@ func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.V
 		s.actions = actionsFor(kind, s)
 	}
 	n.send(s)
+}
+
+// remember notes an alert id as notified; call with n.mu held.
+func (n *Notifier) remember(id string) {
+	if len(n.seen) >= maxSeen {
+		// Map order is arbitrary: dropping any half keeps the bound; an id
+		// forgotten here is at worst notified once more after a restart.
+		i := 0
+		for k := range n.seen {
+			if i++; i > maxSeen/2 {
+				break
+			}
+			delete(n.seen, k)
+		}
+	}
+	n.seen[id] = true
 }
 
 func targetOf(id, kind string, d map[string]godbus.Variant) target {
@@ -383,10 +405,7 @@ func (n *Notifier) onClosed(id uint32, reason notify.Reason) {
 	if s == nil || reason != notify.ReasonDismissedByUser || n.mutes == nil {
 		return
 	}
-	app := s.target.comm
-	if s.kind == "unit.failed" {
-		app = s.target.unit
-	}
+	app := s.target.app(s.kind)
 	if len(uniq(s.apps)) != 1 {
 		return // a burst about several apps teaches nothing about one
 	}
@@ -472,10 +491,7 @@ func (n *Notifier) act(key string, t target, kind string, apps []string) {
 		err := n.client.CallInteractive(ctx, "ManageUnit", t.unit, "restart", npbus.Options(nil)).Err
 		n.result(err, "Restarting "+plain(t.unit), "Could not restart "+plain(t.unit))
 	case "mute":
-		app := t.comm
-		if kind == "unit.failed" {
-			app = t.unit
-		}
+		app := t.app(kind)
 		if len(apps) > 0 {
 			app = apps[0]
 		}

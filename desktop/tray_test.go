@@ -10,20 +10,8 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/dbus/devbus"
 )
-
-// fakeWatcher stands in for a panel's StatusNotifierWatcher: no tray host
-// (KDE's, or GNOME's AppIndicator extension) runs here, so this boundary is
-// a fake that records who registers, exactly as the real one's
-// RegisterStatusNotifierItem would see it.
-type fakeWatcher struct {
-	registered chan string
-}
-
-func (f *fakeWatcher) RegisterStatusNotifierItem(msg godbus.Message, service string) *godbus.Error {
-	f.registered <- msg.Headers[godbus.FieldSender].Value().(string) + " " + service
-	return nil
-}
 
 // menuItem finds the id of the dbusmenu item labelled label in a layout
 // (id, properties, children), 0 if none.
@@ -66,17 +54,14 @@ func TestTrayWaitsQuietlyForAWatcherThenShowsHealthAndAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	f := &fakeWatcher{registered: make(chan string, 4)}
-	if err := conn.Export(f, "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher"); err != nil {
+	// The watcher is a fake (devbus.TrayWatcher says why).
+	tw, err := devbus.WatchTrayItems(conn)
+	if err != nil {
 		t.Fatal(err)
-	}
-	if reply, err := conn.RequestName("org.kde.StatusNotifierWatcher", godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("own the watcher name: %v %v", reply, err)
 	}
 	var sender string
 	select {
-	case reg := <-f.registered:
-		sender, _, _ = strings.Cut(reg, " ")
+	case sender = <-tw.Registered:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the agent did not register its tray item")
 	}

@@ -39,7 +39,7 @@ func (h *JournalHandler) Enabled(_ context.Context, l slog.Level) bool {
 
 func (h *JournalHandler) Handle(_ context.Context, r slog.Record) error {
 	vars := map[string]string{"SYSLOG_IDENTIFIER": h.Identifier}
-	add := func(prefix string, a slog.Attr) {}
+	var add func(prefix string, a slog.Attr)
 	add = func(prefix string, a slog.Attr) {
 		a.Value = a.Value.Resolve()
 		if a.Value.Kind() == slog.KindGroup {
@@ -55,18 +55,15 @@ func (h *JournalHandler) Handle(_ context.Context, r slog.Record) error {
 	for _, a := range h.attrs {
 		add(h.group, a)
 	}
-	r.Attrs(func(a slog.Attr) bool {
-		add(h.group, a)
-		return true
-	})
 	// The message alone is what journalctl shows; a short summary of the
-	// fields keeps plain "journalctl -u" readable too.
-	msg := r.Message
+	// record's own fields keeps plain "journalctl -u" readable too.
 	var parts []string
 	r.Attrs(func(a slog.Attr) bool {
+		add(h.group, a)
 		parts = append(parts, fmt.Sprintf("%s=%v", a.Key, a.Value))
 		return true
 	})
+	msg := r.Message
 	if len(parts) > 0 {
 		msg += " (" + strings.Join(parts, " ") + ")"
 	}

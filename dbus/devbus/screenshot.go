@@ -53,9 +53,10 @@ func Screenshot(binDir, out string) error {
 		return err
 	}
 	defer session.Close()
-	w := &recordingWatcher{registered: make(chan string, 4)}
-	session.Export(w, "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher")
-	session.RequestName("org.kde.StatusNotifierWatcher", godbus.NameFlagDoNotQueue)
+	w, err := WatchTrayItems(session)
+	if err != nil {
+		return err
+	}
 
 	agent := exec.Command(filepath.Join(binDir, "npllm-agent"))
 	agent.Env = append(desk.Env(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Address, "XDG_STATE_HOME="+dir, "XDG_CONFIG_HOME="+dir)
@@ -66,8 +67,7 @@ func Screenshot(binDir, out string) error {
 	defer func() { agent.Process.Signal(syscall.SIGTERM); agent.Wait() }()
 	var item string
 	select {
-	case reg := <-w.registered:
-		item, _, _ = strings.Cut(reg, " ")
+	case item = <-w.Registered:
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("the agent registered no tray item")
 	}
@@ -155,9 +155,28 @@ func Screenshot(binDir, out string) error {
 	return o.Close()
 }
 
-type recordingWatcher struct{ registered chan string }
+// TrayWatcher stands in for a panel's StatusNotifierWatcher: no tray host
+// that runs under Xvfb ships with Debian 12, so this boundary is a fake. It
+// records the unique bus name of every item that registers, as the real
+// watcher's RegisterStatusNotifierItem sees it.
+type TrayWatcher struct {
+	Registered chan string
+}
 
-func (w *recordingWatcher) RegisterStatusNotifierItem(msg godbus.Message, service string) *godbus.Error {
-	w.registered <- msg.Headers[godbus.FieldSender].Value().(string) + " " + service
+// WatchTrayItems owns org.kde.StatusNotifierWatcher on conn.
+func WatchTrayItems(conn *godbus.Conn) (*TrayWatcher, error) {
+	w := &TrayWatcher{Registered: make(chan string, 4)}
+	if err := conn.Export(w, "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher"); err != nil {
+		return nil, err
+	}
+	reply, err := conn.RequestName("org.kde.StatusNotifierWatcher", godbus.NameFlagDoNotQueue)
+	if err == nil && reply != godbus.RequestNameReplyPrimaryOwner {
+		err = fmt.Errorf("org.kde.StatusNotifierWatcher is taken")
+	}
+	return w, err
+}
+
+func (w *TrayWatcher) RegisterStatusNotifierItem(msg godbus.Message, service string) *godbus.Error {
+	w.Registered <- msg.Headers[godbus.FieldSender].Value().(string)
 	return nil
 }

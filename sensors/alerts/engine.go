@@ -336,7 +336,7 @@ func (e *Engine) pressureRule(snap *sensors.Snapshot, now time.Time) {
 		// Rounded so that small wobbles do not re-raise the alert.
 		e.raise(&Alert{ID: KindMemoryPressure, Severity: sev, Kind: KindMemoryPressure,
 			Summary: fmt.Sprintf("memory pressure: tasks stalled %.0f%% of the last 10 s waiting for memory", some),
-			Details: map[string]any{"some_avg10": float64(int(some)), "full_avg10": float64(int(full)), "top": e.topMemory(3)}}, now)
+			Details: map[string]any{"some_avg10": float64(int(some)), "full_avg10": float64(int(full)), "top": e.topMemory(3, now)}}, now)
 	case active && calm:
 		e.clear(KindMemoryPressure)
 	}
@@ -361,7 +361,7 @@ func (e *Engine) memoryLowRule(snap *sensors.Snapshot, now time.Time) {
 		}
 		e.raise(&Alert{ID: KindMemoryLow, Severity: sev, Kind: KindMemoryLow,
 			Summary: fmt.Sprintf("memory is running out: %s available, %.0f%% of swap free", sensors.HumanBytes(snap.MemoryAvailable), swap),
-			Details: map[string]any{"available_percent": float64(int(mem)), "swap_free_percent": float64(int(swap)), "top": e.topMemory(3)}}, now)
+			Details: map[string]any{"available_percent": float64(int(mem)), "swap_free_percent": float64(int(swap)), "top": e.topMemory(3, now)}}, now)
 	case active && (mem >= low+5 || swap >= low+5):
 		e.clear(KindMemoryLow)
 	}
@@ -416,9 +416,9 @@ func topByMemory(all []sensors.Process, n int) []sensors.Process {
 
 // topMemory names the largest processes, from the last process sample
 // when it is recent, so that a pressure alert offers them to act on.
-func (e *Engine) topMemory(n int) []map[string]any {
+func (e *Engine) topMemory(n int, now time.Time) []map[string]any {
 	list := e.lastProcs
-	if e.procs != nil && time.Since(e.lastProcsAt) > 2*e.cfg.ProcessSampleInterval.D() {
+	if e.procs != nil && now.Sub(e.lastProcsAt) > 2*e.cfg.ProcessSampleInterval.D() {
 		// Not sampled lately (the interval is long): read now.
 		if fresh, err := e.procs.List(sensors.ListOptions{SortBy: "memory", Limit: n}); err == nil {
 			list = fresh
