@@ -10,9 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/BurntSushi/toml"
-	godbus "github.com/godbus/dbus/v5"
-
-	npbus "github.com/npllm/npllm/dbus"
+	"github.com/godbus/dbus/v5"
+	"github.com/npllm/npllm/dbus/client"
 )
 
 // AgentConfig is $XDG_CONFIG_HOME/npllm/agent.toml.
@@ -57,8 +56,8 @@ const AgentBusName = "org.npllm.Agent"
 
 // Agent is the running desktop agent.
 type Agent struct {
-	System, Session *godbus.Conn
-	Client          *npbus.Client
+	System, Session *dbus.Conn
+	Client          *client.Client
 	Notifier        *Notifier
 	Tray            *Tray
 	Watcher         *Watcher
@@ -67,17 +66,17 @@ type Agent struct {
 
 // NewAgent connects to both buses and the notification server.
 func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
-	system, err := godbus.ConnectSystemBus()
+	system, err := dbus.ConnectSystemBus()
 	if err != nil {
 		return nil, fmt.Errorf("connect to the system bus: %w", err)
 	}
-	session, err := godbus.ConnectSessionBus()
+	session, err := dbus.ConnectSessionBus()
 	if err != nil {
 		system.Close()
 		return nil, fmt.Errorf("connect to the session bus (is this a desktop session?): %w", err)
 	}
 	// One agent per session: the name says who it is.
-	if reply, err := session.RequestName(AgentBusName, godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
+	if reply, err := session.RequestName(AgentBusName, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
 		system.Close()
 		session.Close()
 		if err == nil {
@@ -90,7 +89,7 @@ func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
 		log.Warn("mutes unreadable; starting with none", "file", MutesPath(), "err", err)
 		mutes = &Mutes{path: MutesPath(), Muted: map[string]bool{}, Dismissed: map[string]int{}}
 	}
-	client := npbus.NewClient(system)
+	client := client.NewClient(system)
 	notifier, err := NewNotifier(session, client, mutes, log)
 	if err != nil {
 		system.Close()
@@ -107,7 +106,7 @@ func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
 
 // Run follows npllmd until ctx ends. extra, if set, also receives each
 // genuine signal (the MCP bridge's resource updates).
-func (a *Agent) Run(ctx context.Context, extra func(*godbus.Signal)) error {
+func (a *Agent) Run(ctx context.Context, extra func(*dbus.Signal)) error {
 	defer a.System.Close()
 	defer a.Session.Close()
 	defer a.Notifier.Close()
@@ -115,7 +114,7 @@ func (a *Agent) Run(ctx context.Context, extra func(*godbus.Signal)) error {
 	if newest, _, err := a.Client.Events(ctx, math.MaxUint64-1, 1, nil); err == nil {
 		a.Notifier.StartSeq(newest)
 	}
-	a.Watcher.Signal = func(sig *godbus.Signal) {
+	a.Watcher.Signal = func(sig *dbus.Signal) {
 		a.Notifier.Signal(sig)
 		if a.Tray != nil {
 			a.Tray.Changed()

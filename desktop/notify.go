@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/esiqveland/notify"
-	godbus "github.com/godbus/dbus/v5"
-
-	npbus "github.com/npllm/npllm/dbus"
+	"github.com/godbus/dbus/v5"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/client"
 )
 
 // Notifier shows npllmd's alerts as desktop notifications: one per alert,
@@ -23,7 +23,7 @@ import (
 // through npllmd with interactive authorization, so the desktop's polkit
 // agent asks when needed; nothing in the background ever prompts.
 type Notifier struct {
-	client *npbus.Client // system bus: npllmd
+	client *client.Client // system bus: npllmd
 	notes  notify.Notifier
 	mutes  *Mutes
 	log    *slog.Logger
@@ -86,7 +86,7 @@ var burstKinds = map[string]string{
 }
 
 // NewNotifier connects to the notification server on session.
-func NewNotifier(session *godbus.Conn, client *npbus.Client, mutes *Mutes, log *slog.Logger) (*Notifier, error) {
+func NewNotifier(session *dbus.Conn, client *client.Client, mutes *Mutes, log *slog.Logger) (*Notifier, error) {
 	n := &Notifier{client: client, mutes: mutes, log: log, now: time.Now,
 		byAlert: map[string]*shown{}, byNote: map[uint32]*shown{}, bursts: map[string]*shown{}, seen: map[string]bool{}}
 	notes, err := notify.New(session,
@@ -117,8 +117,8 @@ func (p slogPrinter) Printf(format string, v ...any) { p.log.Debug(fmt.Sprintf(f
 func (n *Notifier) Close() error { return n.notes.Close() }
 
 // Signal handles one genuine signal from npllmd (see Watcher).
-func (n *Notifier) Signal(sig *godbus.Signal) {
-	switch strings.TrimPrefix(sig.Name, npbus.Interface+".") {
+func (n *Notifier) Signal(sig *dbus.Signal) {
+	switch strings.TrimPrefix(sig.Name, api.Interface+".") {
 	case "Alert":
 		if len(sig.Body) != 4 {
 			return
@@ -126,7 +126,7 @@ func (n *Notifier) Signal(sig *godbus.Signal) {
 		id, _ := sig.Body[0].(string)
 		sev, _ := sig.Body[1].(string)
 		kind, _ := sig.Body[2].(string)
-		details, _ := sig.Body[3].(map[string]godbus.Variant)
+		details, _ := sig.Body[3].(map[string]dbus.Variant)
 		n.Raised(id, sev, kind, details)
 	case "AlertCleared":
 		if len(sig.Body) == 1 {
@@ -159,7 +159,7 @@ func plain(s string) string {
 }
 
 // Raised shows or updates the notification of an alert.
-func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.Variant) {
+func (n *Notifier) Raised(id, severity, kind string, details map[string]dbus.Variant) {
 	t := targetOf(id, kind, details)
 	app := t.app(kind)
 	if n.mutes != nil && n.mutes.IsMuted(kind, app) {
@@ -168,7 +168,7 @@ func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.V
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.lastSeq = max(n.lastSeq, npbus.Uint(details["seq"]))
+	n.lastSeq = max(n.lastSeq, client.Uint(details["seq"]))
 	n.remember(id)
 	now := n.now()
 	s := n.byAlert[id]
@@ -217,10 +217,10 @@ func (n *Notifier) remember(id string) {
 	n.seen[id] = true
 }
 
-func targetOf(id, kind string, d map[string]godbus.Variant) target {
-	t := target{alert: id, pid: uint32(npbus.Uint(d["pid"])), start: npbus.Uint(d["start_time"]), comm: npbus.String(d["comm"]), unit: npbus.String(d["unit"])}
-	if top, ok := d["top"].Value().([]map[string]godbus.Variant); ok && len(top) > 0 && t.pid == 0 {
-		t.pid, t.start, t.comm = uint32(npbus.Uint(top[0]["pid"])), npbus.Uint(top[0]["start_time"]), npbus.String(top[0]["comm"])
+func targetOf(id, kind string, d map[string]dbus.Variant) target {
+	t := target{alert: id, pid: uint32(client.Uint(d["pid"])), start: client.Uint(d["start_time"]), comm: client.String(d["comm"]), unit: client.String(d["unit"])}
+	if top, ok := d["top"].Value().([]map[string]dbus.Variant); ok && len(top) > 0 && t.pid == 0 {
+		t.pid, t.start, t.comm = uint32(client.Uint(top[0]["pid"])), client.Uint(top[0]["start_time"]), client.String(top[0]["comm"])
 	}
 	return t
 }
@@ -235,7 +235,7 @@ func urgencyOf(severity string) notify.Urgency {
 	return notify.UrgencyNormal
 }
 
-func texts(s *shown, severity, kind string, d map[string]godbus.Variant) (summary, body string) {
+func texts(s *shown, severity, kind string, d map[string]dbus.Variant) (summary, body string) {
 	comm := plain(s.target.comm)
 	if len(s.alerts) > 1 {
 		apps := uniq(s.apps)
@@ -248,7 +248,7 @@ func texts(s *shown, severity, kind string, d map[string]godbus.Variant) (summar
 		}
 		return fmt.Sprintf(burstKinds[kind], len(s.alerts)), strings.Join(apps, ", ") + more
 	}
-	body = Escape(npbus.String(d["summary"]))
+	body = Escape(client.String(d["summary"]))
 	switch kind {
 	case "oom.kill":
 		summary = "Out of memory: " + comm + " was killed"
@@ -259,13 +259,13 @@ func texts(s *shown, severity, kind string, d map[string]godbus.Variant) (summar
 	case "memory.low":
 		summary = "Memory is running out"
 	case "disk.full":
-		summary = "Disk almost full: " + plain(npbus.String(d["mount"]))
+		summary = "Disk almost full: " + plain(client.String(d["mount"]))
 	case "cpu.runaway":
 		summary = comm + " keeps a CPU busy"
 	case "process.anomaly":
 		summary = comm + " uses far more memory than usual"
 	case "unit.failed":
-		summary = plain(npbus.String(d["unit"])) + " failed"
+		summary = plain(client.String(d["unit"])) + " failed"
 	default:
 		summary = "npllm: " + kind
 	}
@@ -318,11 +318,11 @@ func actionsFor(kind string, s *shown) []notify.Action {
 func (n *Notifier) send(s *shown) {
 	note := notify.Notification{
 		AppName: "npllm", ReplacesID: s.id, AppIcon: iconFor(s.urgency), Summary: s.summary, Body: s.body,
-		Actions: s.actions, Hints: map[string]godbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer,
+		Actions: s.actions, Hints: map[string]dbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer,
 	}
 	note.SetUrgency(s.urgency)
-	note.AddHint(notify.Hint{ID: "category", Variant: godbus.MakeVariant("x-npllm." + s.kind)})
-	note.AddHint(notify.Hint{ID: "desktop-entry", Variant: godbus.MakeVariant("org.npllm.Assistant")})
+	note.AddHint(notify.Hint{ID: "category", Variant: dbus.MakeVariant("x-npllm." + s.kind)})
+	note.AddHint(notify.Hint{ID: "desktop-entry", Variant: dbus.MakeVariant("org.npllm.Assistant")})
 	if s.urgency == notify.UrgencyCritical {
 		note.ExpireTimeout = notify.ExpireTimeoutNever
 	}
@@ -436,9 +436,9 @@ func (n *Notifier) inform(summary, body string) {
 		body = unescape(strings.NewReplacer("<i>", "", "</i>", "").Replace(body))
 	}
 	note := notify.Notification{AppName: "npllm", AppIcon: "dialog-information", Summary: plain(summary), Body: body,
-		Hints: map[string]godbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer}
-	note.AddHint(notify.Hint{ID: "category", Variant: godbus.MakeVariant("x-npllm.result")})
-	note.AddHint(notify.Hint{ID: "desktop-entry", Variant: godbus.MakeVariant("org.npllm.Assistant")})
+		Hints: map[string]dbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer}
+	note.AddHint(notify.Hint{ID: "category", Variant: dbus.MakeVariant("x-npllm.result")})
+	note.AddHint(notify.Hint{ID: "desktop-entry", Variant: dbus.MakeVariant("org.npllm.Assistant")})
 	if _, err := n.notes.SendNotification(note); err != nil {
 		n.log.Warn("notification not shown", "err", err)
 	}
@@ -468,7 +468,7 @@ func (n *Notifier) onAction(id uint32, key string) {
 
 // AlertActions are the buttons for an active alert as ActiveAlerts lists
 // it (the tray's menu), keys and labels as on its notification.
-func AlertActions(kind string, details map[string]godbus.Variant) (target, []notify.Action) {
+func AlertActions(kind string, details map[string]dbus.Variant) (target, []notify.Action) {
 	t := targetOf("", kind, details)
 	s := &shown{kind: kind, alerts: []string{""}, apps: []string{t.comm}, target: t}
 	return t, actionsFor(kind, s)[1:] // without the "default" duplicate
@@ -482,13 +482,13 @@ func (n *Notifier) act(key string, t target, kind string, apps []string) {
 	comm := plain(t.comm)
 	switch key {
 	case "terminate":
-		err := n.client.CallInteractive(ctx, "SignalProcess", t.pid, t.start, "TERM", npbus.Options(nil)).Err
+		err := n.client.CallInteractive(ctx, "SignalProcess", t.pid, t.start, "TERM", client.Options(nil)).Err
 		n.result(err, "Asked "+comm+" to quit", "Could not terminate "+comm)
 	case "lower":
-		err := n.client.CallInteractive(ctx, "SetProcessPriority", t.pid, t.start, int32(10), npbus.Options(nil)).Err
+		err := n.client.CallInteractive(ctx, "SetProcessPriority", t.pid, t.start, int32(10), client.Options(nil)).Err
 		n.result(err, "Lowered the priority of "+comm, "Could not lower the priority of "+comm)
 	case "restart":
-		err := n.client.CallInteractive(ctx, "ManageUnit", t.unit, "restart", npbus.Options(nil)).Err
+		err := n.client.CallInteractive(ctx, "ManageUnit", t.unit, "restart", client.Options(nil)).Err
 		n.result(err, "Restarting "+plain(t.unit), "Could not restart "+plain(t.unit))
 	case "mute":
 		app := t.app(kind)
@@ -503,10 +503,10 @@ func (n *Notifier) act(key string, t target, kind string, apps []string) {
 	case "details":
 		a, err := n.client.Alert(ctx, t.alert)
 		if err != nil {
-			n.inform("No details", Escape(npbus.ErrorMessage(err)))
+			n.inform("No details", Escape(api.ErrorMessage(err)))
 			return
 		}
-		n.inform(npbus.String(a["summary"]), detailsBody(a))
+		n.inform(client.String(a["summary"]), detailsBody(a))
 	}
 }
 
@@ -515,20 +515,20 @@ func (n *Notifier) result(err error, ok, failed string) {
 		n.inform(ok, "")
 		return
 	}
-	reason := npbus.ErrorMessage(err)
-	switch npbus.ErrorName(err) {
-	case npbus.ErrNotAuthorized, npbus.ErrAccessDenied:
+	reason := api.ErrorMessage(err)
+	switch api.ErrorName(err) {
+	case api.ErrNotAuthorized, api.ErrAccessDenied:
 		reason = "Not allowed: " + reason
-	case npbus.ErrInteractiveAuthorizationRequired:
+	case api.ErrInteractiveAuthorizationRequired:
 		reason = "Authentication was needed and no polkit agent could ask: " + reason
 	}
 	n.inform(failed, Escape(reason))
 }
 
-func detailsBody(a map[string]godbus.Variant) string {
+func detailsBody(a map[string]dbus.Variant) string {
 	var lines []string
 	for _, group := range []string{"details", "private"} {
-		m, _ := a[group].Value().(map[string]godbus.Variant)
+		m, _ := a[group].Value().(map[string]dbus.Variant)
 		keys := make([]string, 0, len(m))
 		for k := range m {
 			if k != "summary" && k != "raised_ns" && k != "top" {
@@ -560,13 +560,13 @@ func (n *Notifier) CatchUp(ctx context.Context) {
 		return
 	}
 	for _, a := range st.ActiveAlerts {
-		id := npbus.String(a["id"])
+		id := client.String(a["id"])
 		n.mu.Lock()
 		known := n.seen[id]
 		n.mu.Unlock()
 		if !known {
-			details, _ := a["details"].Value().(map[string]godbus.Variant)
-			n.Raised(id, npbus.String(a["severity"]), npbus.String(a["kind"]), details)
+			details, _ := a["details"].Value().(map[string]dbus.Variant)
+			n.Raised(id, client.String(a["severity"]), client.String(a["kind"]), details)
 		}
 	}
 	n.mu.Lock()
@@ -580,12 +580,12 @@ func (n *Notifier) CatchUp(ctx context.Context) {
 		return
 	}
 	for _, ev := range evs {
-		id := fmt.Sprintf("oom.kill/%d", npbus.Uint(ev["seq"]))
+		id := fmt.Sprintf("oom.kill/%d", client.Uint(ev["seq"]))
 		n.mu.Lock()
 		known := n.seen[id]
 		n.mu.Unlock()
 		if !known {
-			ev["summary"] = godbus.MakeVariant(fmt.Sprintf("%s (pid %d) was killed for lack of memory", npbus.String(ev["comm"]), npbus.Uint(ev["pid"])))
+			ev["summary"] = dbus.MakeVariant(fmt.Sprintf("%s (pid %d) was killed for lack of memory", client.String(ev["comm"]), client.Uint(ev["pid"])))
 			n.Raised(id, "critical", "oom.kill", ev)
 		}
 	}

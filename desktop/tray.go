@@ -15,10 +15,9 @@ import (
 	"time"
 
 	"fyne.io/systray"
-	godbus "github.com/godbus/dbus/v5"
-
-	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/sensors"
+	"github.com/godbus/dbus/v5"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/client"
 )
 
 // Tray is the StatusNotifierItem: its icon shows npllmd's Health, its
@@ -27,8 +26,8 @@ import (
 // when a StatusNotifierWatcher exists on the session bus; without one
 // (stock GNOME) it stays quiet and notifications work alone.
 type Tray struct {
-	session  *godbus.Conn
-	client   *npbus.Client
+	session  *dbus.Conn
+	client   *client.Client
 	notifier *Notifier
 	mutes    *Mutes
 	log      *slog.Logger
@@ -43,7 +42,7 @@ type Tray struct {
 const sniWatcher = "org.kde.StatusNotifierWatcher"
 
 // NewTray prepares the tray; Run starts it when a watcher appears.
-func NewTray(session *godbus.Conn, client *npbus.Client, notifier *Notifier, mutes *Mutes, log *slog.Logger) *Tray {
+func NewTray(session *dbus.Conn, client *client.Client, notifier *Notifier, mutes *Mutes, log *slog.Logger) *Tray {
 	return &Tray{session: session, client: client, notifier: notifier, mutes: mutes, log: log, refresh: make(chan struct{}, 1)}
 }
 
@@ -64,12 +63,12 @@ func (t *Tray) Changed() {
 
 // Run waits for a watcher, starts the item, and keeps it current.
 func (t *Tray) Run(ctx context.Context) {
-	if err := t.session.AddMatchSignal(godbus.WithMatchSender("org.freedesktop.DBus"), godbus.WithMatchMember("NameOwnerChanged"),
-		godbus.WithMatchArg(0, sniWatcher)); err != nil {
+	if err := t.session.AddMatchSignal(dbus.WithMatchSender("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged"),
+		dbus.WithMatchArg(0, sniWatcher)); err != nil {
 		t.log.Warn("tray: cannot watch for a StatusNotifierWatcher", "err", err)
 		return
 	}
-	ch := make(chan *godbus.Signal, 8)
+	ch := make(chan *dbus.Signal, 8)
 	t.session.Signal(ch)
 	defer t.session.RemoveSignal(ch)
 	for !t.watcherPresent() {
@@ -124,12 +123,12 @@ func (t *Tray) update(ctx context.Context) {
 		return
 	}
 	systray.SetIcon(Icon(st.Health))
-	systray.SetTooltip(fmt.Sprintf("npllm: %s — load %.2f, %s of memory available", st.Health, st.Load[0], sensors.HumanBytes(st.MemoryAvailable)))
+	systray.SetTooltip(fmt.Sprintf("npllm: %s — load %.2f, %s of memory available", st.Health, st.Load[0], api.HumanBytes(st.MemoryAvailable)))
 	// The menu is rebuilt only when what it lists changed: each rebuild
 	// abandons the old items' click goroutines.
 	sig := st.Health + "|" + strings.Join(t.mutes.List(), ",")
 	for _, a := range st.ActiveAlerts {
-		sig += "|" + npbus.String(a["id"]) + npbus.String(a["severity"]) + npbus.String(a["summary"])
+		sig += "|" + client.String(a["id"]) + client.String(a["severity"]) + client.String(a["summary"])
 	}
 	t.mu.Lock()
 	same := sig == t.menuSig
@@ -147,10 +146,10 @@ func (t *Tray) update(ctx context.Context) {
 		none.Disable()
 	}
 	for _, a := range st.ActiveAlerts {
-		id, kind, summary := npbus.String(a["id"]), npbus.String(a["kind"]), plain(npbus.String(a["summary"]))
-		details, _ := a["details"].Value().(map[string]godbus.Variant)
+		id, kind, summary := client.String(a["id"]), client.String(a["kind"]), plain(client.String(a["summary"]))
+		details, _ := a["details"].Value().(map[string]dbus.Variant)
 		// Each alert is a submenu with the buttons its notification has.
-		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", npbus.String(a["severity"]), summary), "")
+		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", client.String(a["severity"]), summary), "")
 		target, actions := AlertActions(kind, details)
 		target.alert = id
 		for _, act := range actions {
@@ -176,13 +175,13 @@ func (t *Tray) update(ctx context.Context) {
 	go t.onClick(status, func() {
 		st, err := t.client.Status(context.Background())
 		if err != nil {
-			t.notifier.inform("npllmd is not running", Escape(npbus.ErrorMessage(err)))
+			t.notifier.inform("npllmd is not running", Escape(api.ErrorMessage(err)))
 			return
 		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "load %.2f %.2f %.2f, CPU %.0f%%\nmemory %s available of %s\nswap %s free of %s",
-			st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, sensors.HumanBytes(st.MemoryAvailable), sensors.HumanBytes(st.MemoryTotal),
-			sensors.HumanBytes(st.SwapFree), sensors.HumanBytes(st.SwapTotal))
+			st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, api.HumanBytes(st.MemoryAvailable), api.HumanBytes(st.MemoryTotal),
+			api.HumanBytes(st.SwapFree), api.HumanBytes(st.SwapTotal))
 		t.notifier.inform("npllm: "+st.Health, Escape(b.String()))
 	})
 }

@@ -7,9 +7,8 @@ import (
 	"log/slog"
 	"sync"
 
-	godbus "github.com/godbus/dbus/v5"
-
-	npbus "github.com/npllm/npllm/dbus"
+	"github.com/godbus/dbus/v5"
+	"github.com/npllm/npllm/dbus/api"
 )
 
 // Watcher follows npllmd on the system bus: it delivers npllmd's signals
@@ -17,38 +16,38 @@ import (
 // now (any local program can emit a signal named Alert; only npllmd's
 // count), and reports when that owner changes (npllmd restarted or gone).
 type Watcher struct {
-	conn *godbus.Conn
+	conn *dbus.Conn
 	log  *slog.Logger
 
 	mu    sync.Mutex
 	owner string
 
 	// Signal is called for each genuine signal of our interface.
-	Signal func(*godbus.Signal)
+	Signal func(*dbus.Signal)
 	// Owner is called with the new unique name ("" when npllmd is gone).
 	Owner func(owner string)
 }
 
 // NewWatcher makes a watcher; set Signal and Owner, then call Run.
-func NewWatcher(conn *godbus.Conn, log *slog.Logger) *Watcher {
+func NewWatcher(conn *dbus.Conn, log *slog.Logger) *Watcher {
 	return &Watcher{conn: conn, log: log}
 }
 
 // Run subscribes and delivers until ctx ends or the connection closes.
 func (w *Watcher) Run(ctx context.Context) error {
-	if err := w.conn.AddMatchSignal(godbus.WithMatchInterface(npbus.Interface)); err != nil {
+	if err := w.conn.AddMatchSignal(dbus.WithMatchInterface(api.Interface)); err != nil {
 		return err
 	}
-	if err := w.conn.AddMatchSignal(godbus.WithMatchSender("org.freedesktop.DBus"), godbus.WithMatchMember("NameOwnerChanged"),
-		godbus.WithMatchArg(0, npbus.BusName)); err != nil {
+	if err := w.conn.AddMatchSignal(dbus.WithMatchSender("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged"),
+		dbus.WithMatchArg(0, api.BusName)); err != nil {
 		return err
 	}
-	ch := make(chan *godbus.Signal, 256)
+	ch := make(chan *dbus.Signal, 256)
 	w.conn.Signal(ch)
 	defer w.conn.RemoveSignal(ch)
 	// The owner is read after subscribing, so no change can fall between.
 	var owner string
-	_ = w.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, npbus.BusName).Store(&owner)
+	_ = w.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, api.BusName).Store(&owner)
 	w.setOwner(owner)
 	for {
 		select {
@@ -63,14 +62,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-func (w *Watcher) handle(sig *godbus.Signal) {
+func (w *Watcher) handle(sig *dbus.Signal) {
 	if sig.Name == "org.freedesktop.DBus.NameOwnerChanged" {
-		if len(sig.Body) == 3 && sig.Body[0] == npbus.BusName {
+		if len(sig.Body) == 3 && sig.Body[0] == api.BusName {
 			w.setOwner(sig.Body[2].(string))
 		}
 		return
 	}
-	if sig.Path != npbus.ObjectPath {
+	if sig.Path != api.ObjectPath {
 		return
 	}
 	if owner := w.CurrentOwner(); owner == "" || sig.Sender != owner {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // End to end under real systemd: the freshly built .deb is installed into a
@@ -150,7 +150,7 @@ func (c *container) stop() {
 // buildDeb runs "make deb" and returns the directory holding the package.
 func buildDeb(t *testing.T) string {
 	t.Helper()
-	root, err := devbus.RepoRoot()
+	root, err := testbus.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func buildDeb(t *testing.T) string {
 }
 
 func TestDebUnderRealSystemd(t *testing.T) {
-	devbus.Privileged(t)
+	testbus.Privileged(t)
 	pkgs := buildDeb(t)
 	t.Run("lintian", func(t *testing.T) {
 		if _, err := exec.LookPath("lintian"); err != nil {

@@ -14,10 +14,10 @@ import (
 	"os/signal"
 	"syscall"
 
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 	"github.com/mark3labs/mcp-go/server"
 
-	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/dbus/client"
 	"github.com/npllm/npllm/desktop"
 	"github.com/npllm/npllm/desktop/mcp"
 )
@@ -123,12 +123,12 @@ func runMCP(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	conn, err := godbus.ConnectSystemBus()
+	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
 		return fmt.Errorf("connect to the system bus: %w", err)
 	}
 	defer conn.Close()
-	bridge := mcp.New(npbus.NewClient(conn), mcp.Options{Version: version, ReadOnly: *readOnly, Interactive: !*noPrompt, Log: log})
+	bridge := mcp.New(client.NewClient(conn), mcp.Options{Version: version, ReadOnly: *readOnly, Interactive: !*noPrompt, Log: log})
 	watcher := desktop.NewWatcher(conn, log)
 	watcher.Signal = bridge.DaemonSignal
 	go watcher.Run(ctx)
@@ -172,7 +172,7 @@ func runAgent(args []string) error {
 	if err != nil {
 		return err
 	}
-	var extra func(*godbus.Signal)
+	var extra func(*dbus.Signal)
 	if cfg.MCP.HTTP != "" {
 		// The long-running agent also serves MCP over HTTP when asked to.
 		if err := mcp.CheckLoopback(cfg.MCP.HTTP); err != nil {

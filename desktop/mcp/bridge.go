@@ -13,11 +13,11 @@ import (
 	"sync"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
-
-	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/client"
 )
 
 // Options configure a bridge.
@@ -34,7 +34,7 @@ type Options struct {
 
 // Bridge is an MCP server over one D-Bus client.
 type Bridge struct {
-	client *npbus.Client
+	client *client.Client
 	opts   Options
 	log    *slog.Logger
 	srv    *server.MCPServer
@@ -46,7 +46,7 @@ type Bridge struct {
 }
 
 // New builds the MCP server: tools, resources, prompts.
-func New(client *npbus.Client, opts Options) *Bridge {
+func New(client *client.Client, opts Options) *Bridge {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
@@ -107,8 +107,8 @@ func (b *Bridge) subscribe(ctx context.Context, uri string, on bool) {
 
 // DaemonSignal tells subscribed clients that a resource changed; the agent
 // calls it with each genuine signal from npllmd (desktop.Watcher).
-func (b *Bridge) DaemonSignal(sig *godbus.Signal) {
-	name := strings.TrimPrefix(sig.Name, npbus.Interface+".")
+func (b *Bridge) DaemonSignal(sig *dbus.Signal) {
+	name := strings.TrimPrefix(sig.Name, api.Interface+".")
 	if name != "Alert" && name != "AlertCleared" {
 		return
 	}

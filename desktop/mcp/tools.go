@@ -11,11 +11,10 @@ import (
 	"strings"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 	"github.com/mark3labs/mcp-go/mcp"
-
-	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/client"
 )
 
 // Output caps keep answers small enough for small local models.
@@ -178,7 +177,7 @@ func (b *Bridge) status(ctx context.Context) (SystemStatus, error) {
 		out.Pressure[k] = PSI{v[0], v[1], v[2]}
 	}
 	for _, a := range st.ActiveAlerts {
-		out.ActiveAlerts = append(out.ActiveAlerts, AlertSummary{ID: npbus.String(a["id"]), Severity: npbus.String(a["severity"]), Kind: npbus.String(a["kind"]), Summary: npbus.String(a["summary"])})
+		out.ActiveAlerts = append(out.ActiveAlerts, AlertSummary{ID: client.String(a["id"]), Severity: client.String(a["severity"]), Kind: client.String(a["kind"]), Summary: client.String(a["summary"])})
 	}
 	top, err := b.topProcesses(ctx)
 	if err != nil {
@@ -219,8 +218,8 @@ func (b *Bridge) systemStatus(ctx context.Context, _ mcp.CallToolRequest) (*mcp.
 		return daemonError("read the system status", err), nil
 	}
 	text := fmt.Sprintf("Health %s. Load %.2f %.2f %.2f, CPU %.0f%%. Memory: %s available of %s. Swap: %s free of %s.",
-		st.Health, st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, sensors.HumanBytes(st.MemoryAvailableBytes), sensors.HumanBytes(st.MemoryTotalBytes),
-		sensors.HumanBytes(st.SwapFreeBytes), sensors.HumanBytes(st.SwapTotalBytes))
+		st.Health, st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, api.HumanBytes(st.MemoryAvailableBytes), api.HumanBytes(st.MemoryTotalBytes),
+		api.HumanBytes(st.SwapFreeBytes), api.HumanBytes(st.SwapTotalBytes))
 	if m, ok := st.Pressure["memory"]; ok && m.Avg10 > 0 {
 		text += fmt.Sprintf(" Memory pressure %.1f%%.", m.Avg10)
 	}
@@ -263,7 +262,7 @@ func (b *Bridge) listProcesses(ctx context.Context, req mcp.CallToolRequest) (*m
 	for _, p := range procs {
 		s := processSummary(p)
 		out.Processes = append(out.Processes, s)
-		lines = append(lines, fmt.Sprintf("%d %s (%s) cpu %.0f%% rss %s", s.PID, s.Comm, s.User, s.CPUPercent, sensors.HumanBytes(s.RSSBytes)))
+		lines = append(lines, fmt.Sprintf("%d %s (%s) cpu %.0f%% rss %s", s.PID, s.Comm, s.User, s.CPUPercent, api.HumanBytes(s.RSSBytes)))
 	}
 	return mcp.NewToolResultStructured(out, strings.Join(lines, "\n")), nil
 }
@@ -287,7 +286,7 @@ func (b *Bridge) processDetails(ctx context.Context, req mcp.CallToolRequest) (*
 		out.RecentEvents = evs
 	}
 	text := fmt.Sprintf("pid %d %v (%v), state %v, cpu %.0f%%, rss %s, start_time %v", pid, out.Process["comm"], out.Process["user"],
-		out.Process["state"], out.Process["cpu_percent"], sensors.HumanBytes(npbus.Uint(out.Process["rss_bytes"])), out.Process["start_time"])
+		out.Process["state"], out.Process["cpu_percent"], api.HumanBytes(client.Uint(out.Process["rss_bytes"])), out.Process["start_time"])
 	return mcp.NewToolResultStructured(out, text), nil
 }
 
@@ -448,13 +447,13 @@ func (b *Bridge) manageUnit(ctx context.Context, req mcp.CallToolRequest) (*mcp.
 	if call.Err != nil {
 		return refused(verb+" "+unit, call.Err), nil
 	}
-	var job godbus.ObjectPath
+	var job dbus.ObjectPath
 	call.Store(&job)
 	msg := fmt.Sprintf("systemd queued %s of %s", verb, unit)
 	return mcp.NewToolResultStructured(ActionResult{Done: true, Message: msg, Job: string(job)}, msg+"."), nil
 }
 
-func (b *Bridge) actOptions() map[string]godbus.Variant { return npbus.Options(nil) }
+func (b *Bridge) actOptions() map[string]dbus.Variant { return client.Options(nil) }
 
 func (b *Bridge) act(ctx context.Context, method string, args ...any) error {
 	return b.call(ctx, method, args...).Err
@@ -462,43 +461,43 @@ func (b *Bridge) act(ctx context.Context, method string, args ...any) error {
 
 // call sends a write: with the interactive-authorization flag when the
 // bridge allows prompting the user, plainly otherwise.
-func (b *Bridge) call(ctx context.Context, method string, args ...any) *godbus.Call {
+func (b *Bridge) call(ctx context.Context, method string, args ...any) *dbus.Call {
 	if b.opts.Interactive {
 		return b.client.CallInteractive(ctx, method, args...)
 	}
-	return b.client.Conn().Object(npbus.BusName, npbus.ObjectPath).CallWithContext(ctx, npbus.Interface+"."+method, 0, args...)
+	return b.client.Conn().Object(api.BusName, api.ObjectPath).CallWithContext(ctx, api.Interface+"."+method, 0, args...)
 }
 
 // refused explains a failed write in words a model can relay: what was
 // refused, by whom, and how it could be allowed.
 func refused(what string, err error) *mcp.CallToolResult {
-	name, msg := npbus.ErrorName(err), npbus.ErrorMessage(err)
+	name, msg := api.ErrorName(err), api.ErrorMessage(err)
 	switch name {
-	case npbus.ErrNotAuthorized, npbus.ErrAccessDenied:
+	case api.ErrNotAuthorized, api.ErrAccessDenied:
 		return mcp.NewToolResultErrorf("Refused: polkit did not allow this user to %s (%s). Nothing was changed. To allow it, the user can act from a desktop session whose polkit agent asks for confirmation, or an administrator can grant the npllm polkit action with a rule in /etc/polkit-1/rules.d.", what, msg)
-	case npbus.ErrInteractiveAuthorizationRequired:
+	case api.ErrInteractiveAuthorizationRequired:
 		return mcp.NewToolResultErrorf("Refused: polkit requires the user to authenticate to %s, and no one could be asked (%s). Nothing was changed. The user can do it themselves with npllmctl in a terminal, or run the bridge with prompts allowed in a desktop session with a polkit agent.", what, msg)
-	case npbus.ErrProcessChanged:
+	case api.ErrProcessChanged:
 		return mcp.NewToolResultErrorf("Refused: the process changed (%s): the pid now belongs to another process, so nothing was sent. Look the process up again.", msg)
-	case npbus.ErrNoSuchProcess:
+	case api.ErrNoSuchProcess:
 		return mcp.NewToolResultErrorf("No such process: %s. Nothing was changed.", msg)
-	case npbus.ErrInvalidArgument, npbus.ErrInvalidArgs:
+	case api.ErrInvalidArgument, api.ErrInvalidArgs:
 		return mcp.NewToolResultErrorf("Invalid request: %s. Nothing was changed.", msg)
 	}
 	return daemonError(what, err)
 }
 
 func daemonError(what string, err error) *mcp.CallToolResult {
-	name := npbus.ErrorName(err)
-	msg := npbus.ErrorMessage(err)
+	name := api.ErrorName(err)
+	msg := api.ErrorMessage(err)
 	switch name {
 	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
 		return mcp.NewToolResultErrorf("Could not %s: npllmd is not running on the system bus.", what)
-	case npbus.ErrNotSupported:
+	case api.ErrNotSupported:
 		return mcp.NewToolResultErrorf("Could not %s: not supported on this machine: %s", what, msg)
-	case npbus.ErrNoSuchProcess:
+	case api.ErrNoSuchProcess:
 		return mcp.NewToolResultErrorf("Could not %s: %s", what, msg)
-	case npbus.ErrInvalidArgument:
+	case api.ErrInvalidArgument:
 		return mcp.NewToolResultErrorf("Could not %s: invalid argument: %s", what, msg)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -570,10 +569,10 @@ func lookupUID(u string) (uint32, error) {
 	return uint32(n), nil
 }
 
-func processSummary(p map[string]godbus.Variant) ProcessSummary {
-	s := ProcessSummary{PID: uint32(npbus.Uint(p["pid"])), StartTime: npbus.Uint(p["start_time"]), Comm: npbus.String(p["comm"]),
-		User: npbus.String(p["user"]), UID: uint32(npbus.Uint(p["uid"])), State: npbus.String(p["state"]), RSSBytes: npbus.Uint(p["rss_bytes"]),
-		Cmdline: npbus.String(p["cmdline"])}
+func processSummary(p map[string]dbus.Variant) ProcessSummary {
+	s := ProcessSummary{PID: uint32(client.Uint(p["pid"])), StartTime: client.Uint(p["start_time"]), Comm: client.String(p["comm"]),
+		User: client.String(p["user"]), UID: uint32(client.Uint(p["uid"])), State: client.String(p["state"]), RSSBytes: client.Uint(p["rss_bytes"]),
+		Cmdline: client.String(p["cmdline"])}
 	s.CPUPercent, _ = p["cpu_percent"].Value().(float64)
 	s.CPUPercent = round2(s.CPUPercent)
 	if len(s.Cmdline) > 200 {
@@ -582,12 +581,12 @@ func processSummary(p map[string]godbus.Variant) ProcessSummary {
 	return s
 }
 
-func plainMap(m map[string]godbus.Variant) map[string]any {
-	out, _ := npbus.Plain(m).(map[string]any)
+func plainMap(m map[string]dbus.Variant) map[string]any {
+	out, _ := client.Plain(m).(map[string]any)
 	return out
 }
 
-func plainList(l []map[string]godbus.Variant) []map[string]any {
+func plainList(l []map[string]dbus.Variant) []map[string]any {
 	out := make([]map[string]any, 0, len(l))
 	for _, m := range l {
 		out = append(out, plainMap(m))

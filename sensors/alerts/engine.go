@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/sensors"
 )
 
@@ -260,7 +261,7 @@ func (e *Engine) Event(ev sensors.Event, now time.Time) {
 			OwnerUID: ev.UID, HasOwner: ev.HasUID}, now)
 	case "oom.kill":
 		e.raiseEvent(&Alert{ID: KindOOMKill + "/" + seq, Severity: Critical, Kind: KindOOMKill,
-			Summary: fmt.Sprintf("%s (pid %d) was killed for lack of memory (%s in use)", str("comm"), ev.PID, sensors.HumanBytes(u64("rss_bytes"))),
+			Summary: fmt.Sprintf("%s (pid %d) was killed for lack of memory (%s in use)", str("comm"), ev.PID, api.HumanBytes(u64("rss_bytes"))),
 			Details: map[string]any{"pid": ev.PID, "uid": ev.UID, "comm": str("comm"), "rss_bytes": u64("rss_bytes"), "seq": ev.Seq},
 			Private: map[string]any{"cgroup": str("cgroup")}, OwnerUID: ev.UID, HasOwner: ev.HasUID}, now)
 	case "unit.failed":
@@ -360,7 +361,7 @@ func (e *Engine) memoryLowRule(snap *sensors.Snapshot, now time.Time) {
 			sev = Critical
 		}
 		e.raise(&Alert{ID: KindMemoryLow, Severity: sev, Kind: KindMemoryLow,
-			Summary: fmt.Sprintf("memory is running out: %s available, %.0f%% of swap free", sensors.HumanBytes(snap.MemoryAvailable), swap),
+			Summary: fmt.Sprintf("memory is running out: %s available, %.0f%% of swap free", api.HumanBytes(snap.MemoryAvailable), swap),
 			Details: map[string]any{"available_percent": float64(int(mem)), "swap_free_percent": float64(int(swap)), "top": e.topMemory(3, now)}}, now)
 	case active && (mem >= low+5 || swap >= low+5):
 		e.clear(KindMemoryLow)
@@ -385,7 +386,7 @@ func (e *Engine) diskRule(snap *sensors.Snapshot, now time.Time) {
 				what = "inodes"
 			}
 			e.raise(&Alert{ID: id, Severity: sev, Kind: KindDiskFull,
-				Summary: fmt.Sprintf("%s is %.0f%% full (%s; %s free)", d.Mount, used, what, sensors.HumanBytes(d.AvailBytes)),
+				Summary: fmt.Sprintf("%s is %.0f%% full (%s; %s free)", d.Mount, used, what, api.HumanBytes(d.AvailBytes)),
 				Details: map[string]any{"mount": d.Mount, "fstype": d.FSType, "used_percent": float64(int(d.UsedPercent)),
 					"inodes_percent": float64(int(d.InodesPercent)), "avail_bytes": d.AvailBytes / (1 << 20) << 20}}, now)
 		case active && used < e.cfg.DiskWarningPercent-3:
@@ -492,7 +493,7 @@ func (e *Engine) processRules(now time.Time) {
 		id := fmt.Sprintf("%s/%d/%d", KindAnomaly, p.PID, p.StartTime)
 		over[id] = true
 		e.raise(&Alert{ID: id, Severity: Warning, Kind: KindAnomaly,
-			Summary: fmt.Sprintf("%s (pid %d) uses %s, %.0f× its usual peak of %s", p.Comm, p.PID, sensors.HumanBytes(p.RSSBytes), float64(p.RSSBytes)/float64(max(p95, 1)), sensors.HumanBytes(p95)),
+			Summary: fmt.Sprintf("%s (pid %d) uses %s, %.0f× its usual peak of %s", p.Comm, p.PID, api.HumanBytes(p.RSSBytes), float64(p.RSSBytes)/float64(max(p95, 1)), api.HumanBytes(p95)),
 			Details: map[string]any{"pid": p.PID, "start_time": p.StartTime, "comm": p.Comm, "uid": p.UID,
 				"rss_bytes": p.RSSBytes / (1 << 20) << 20, "baseline_p95_rss_bytes": p95, "baseline_runs": bl.Runs},
 			OwnerUID: p.UID, HasOwner: true}, now)

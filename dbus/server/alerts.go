@@ -1,0 +1,228 @@
+package server
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/sensors/alerts"
+)
+
+// Alerts on the bus: the Alert and AlertCleared signals, the ActiveAlerts
+// property, GetAlert (private details for root and the owner), baselines
+// and run-time thresholds.
+
+// AlertChanged is the alert engine's listener: it emits the signal and
+// updates ActiveAlerts at once, not on the next refresh, so an OOM kill
+// reaches desktops within milliseconds.
+func (s *Server) AlertChanged(c alerts.Change) {
+	var err error
+	if c.Raised != nil {
+		a := c.Raised
+		err = s.conn.Emit(api.ObjectPath, api.Interface+".Alert", a.ID, a.Severity, a.Kind, alertDetails(a))
+		s.log.Info("alert", "id", a.ID, "severity", a.Severity, "summary", a.Summary)
+	} else {
+		err = s.conn.Emit(api.ObjectPath, api.Interface+".AlertCleared", c.Cleared)
+		s.log.Info("alert cleared", "id", c.Cleared)
+	}
+	if err != nil {
+		s.log.Warn("emit alert signal", "err", err)
+	}
+	if err := s.props.update(map[string]any{"ActiveAlerts": s.activeAlerts()}); err != nil {
+		s.log.Warn("emit PropertiesChanged", "err", err)
+	}
+}
+
+// alertDetails are the public details of an alert, with its summary,
+// severity and time (what a notification needs).
+func alertDetails(a *alerts.Alert) map[string]dbus.Variant {
+	d := make(map[string]dbus.Variant, len(a.Details)+5)
+	for k, v := range a.Details {
+		d[k] = dbus.MakeVariant(v)
+	}
+	d["summary"] = dbus.MakeVariant(a.Summary)
+	d["raised_ns"] = dbus.MakeVariant(a.RaisedNS)
+	return d
+}
+
+func (s *Server) activeAlerts() []map[string]dbus.Variant {
+	out := []map[string]dbus.Variant{}
+	if s.cfg.Alerts == nil {
+		return out
+	}
+	for _, a := range s.cfg.Alerts.Active() {
+		out = append(out, map[string]dbus.Variant{
+			"id": dbus.MakeVariant(a.ID), "severity": dbus.MakeVariant(a.Severity), "kind": dbus.MakeVariant(a.Kind),
+			"summary": dbus.MakeVariant(a.Summary), "raised_ns": dbus.MakeVariant(a.RaisedNS),
+			"details": dbus.MakeVariant(alertDetails(&a)),
+		})
+	}
+	return out
+}
+
+// worse returns the more severe of two health levels.
+func worse(a, b string) string {
+	rank := map[string]int{sensors.HealthOK: 0, sensors.HealthWarning: 1, sensors.HealthCritical: 2}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+func (a *assistant) GetAlert(msg dbus.Message, id string) (out map[string]dbus.Variant, derr *dbus.Error) {
+	c, derr := a.s.begin(msg, "GetAlert")
+	if derr != nil {
+		return nil, derr
+	}
+	defer c.end(&derr)
+	if a.s.cfg.Alerts == nil {
+		return nil, api.NewError(api.ErrNotSupported, "this daemon raises no alerts")
+	}
+	al, ok := a.s.cfg.Alerts.Get(id)
+	if !ok {
+		return nil, api.NewError(api.ErrInvalidArgument, "no active alert %q (it may have cleared; see the ActiveAlerts property)", id)
+	}
+	callerUID, err := c.callerUID()
+	if err != nil {
+		return nil, ToDBus(err)
+	}
+	out = map[string]dbus.Variant{
+		"id": dbus.MakeVariant(al.ID), "severity": dbus.MakeVariant(al.Severity), "kind": dbus.MakeVariant(al.Kind),
+		"summary": dbus.MakeVariant(al.Summary), "raised_ns": dbus.MakeVariant(al.RaisedNS),
+		"details": dbus.MakeVariant(alertDetails(&al)),
+	}
+	mayKnow := callerUID == 0 || (al.HasOwner && al.OwnerUID == callerUID)
+	out["private_withheld"] = dbus.MakeVariant(!mayKnow && len(al.Private) > 0)
+	if mayKnow {
+		private := map[string]dbus.Variant{}
+		for k, v := range al.Private {
+			private[k] = dbus.MakeVariant(v)
+		}
+		out["private"] = dbus.MakeVariant(private)
+	}
+	return out, nil
+}
+
+// baselineToDBus shows a learned baseline.
+func baselineToDBus(bl alerts.Baseline) map[string]dbus.Variant {
+	return map[string]dbus.Variant{
+		"program": dbus.MakeVariant(bl.Program), "runs": dbus.MakeVariant(bl.Runs), "crashes": dbus.MakeVariant(bl.Crashes),
+		"rss_p50_bytes": dbus.MakeVariant(alerts.Percentile(bl.RSS, 0.5)), "rss_p95_bytes": dbus.MakeVariant(alerts.Percentile(bl.RSS, 0.95)),
+		"rss_ewma_bytes":  dbus.MakeVariant(uint64(bl.EWMARSS)),
+		"cpu_p95_ns":      dbus.MakeVariant(alerts.Percentile(bl.CPU, 0.95)),
+		"lifetime_p95_ns": dbus.MakeVariant(alerts.Percentile(bl.Lifetime, 0.95)),
+		"last_seen_ns":    dbus.MakeVariant(uint64(bl.LastSeenNS)),
+	}
+}
+
+func (a *assistant) GetBaseline(msg dbus.Message, program string) (out map[string]dbus.Variant, derr *dbus.Error) {
+	c, derr := a.s.begin(msg, "GetBaseline")
+	if derr != nil {
+		return nil, derr
+	}
+	defer c.end(&derr)
+	if a.s.cfg.Baselines == nil {
+		return nil, api.NewError(api.ErrNotSupported, "this daemon keeps no baselines")
+	}
+	bl, ok := a.s.cfg.Baselines.Get(program)
+	if !ok {
+		return nil, api.NewError(api.ErrInvalidArgument, "no baseline for %q yet: it is learned from finished runs of the program (by process name)", program)
+	}
+	return baselineToDBus(bl), nil
+}
+
+func (a *assistant) ForgetBaseline(msg dbus.Message, program string, options map[string]dbus.Variant) (derr *dbus.Error) {
+	c, derr := a.s.begin(msg, "ForgetBaseline")
+	if derr != nil {
+		return derr
+	}
+	defer c.end(&derr)
+	c.audit = append(c.audit, "program", program)
+	if a.s.cfg.Baselines == nil {
+		return api.NewError(api.ErrNotSupported, "this daemon keeps no baselines")
+	}
+	if _, ok := a.s.cfg.Baselines.Get(program); !ok {
+		return api.NewError(api.ErrInvalidArgument, "no baseline for %q", program)
+	}
+	o := optionReader{method: "ForgetBaseline", opts: options}
+	interactive := c.interactive(&o)
+	if o.err != nil {
+		return o.err
+	}
+	if derr := c.authorize(c.rule.Action, map[string]string{"setting": "forget the baseline of " + program, "program": program}, interactive); derr != nil {
+		return derr
+	}
+	a.s.cfg.Baselines.Forget(program)
+	if err := a.s.cfg.Baselines.Save(); err != nil {
+		return ToDBus(err)
+	}
+	return nil
+}
+
+func (a *assistant) GetConfiguration(msg dbus.Message) (out map[string]dbus.Variant, derr *dbus.Error) {
+	c, derr := a.s.begin(msg, "GetConfiguration")
+	if derr != nil {
+		return nil, derr
+	}
+	defer c.end(&derr)
+	if a.s.cfg.Alerts == nil {
+		return nil, api.NewError(api.ErrNotSupported, "this daemon raises no alerts")
+	}
+	out = map[string]dbus.Variant{}
+	for k, v := range a.s.cfg.Alerts.Config().Values() {
+		out[k] = dbus.MakeVariant(v)
+	}
+	return out, nil
+}
+
+func (a *assistant) Configure(msg dbus.Message, settings map[string]dbus.Variant, options map[string]dbus.Variant) (derr *dbus.Error) {
+	c, derr := a.s.begin(msg, "Configure")
+	if derr != nil {
+		return derr
+	}
+	defer c.end(&derr)
+	if a.s.cfg.Alerts == nil {
+		return api.NewError(api.ErrNotSupported, "this daemon raises no alerts")
+	}
+	plain := map[string]any{}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(settings)) { // a stable message for polkit and the audit
+		v := settings[k]
+		plain[k] = v.Value()
+		parts = append(parts, k+"="+godbusValueString(v))
+		c.audit = append(c.audit, k, v.Value())
+	}
+	desc := strings.Join(parts, " ")
+	// Validate everything before asking polkit: a bad request changes
+	// nothing and bothers nobody for a password.
+	next, err := a.s.cfg.Alerts.Config().With(plain)
+	if err != nil {
+		return api.NewError(api.ErrInvalidArgument, "%s", err.Error())
+	}
+	o := optionReader{method: "Configure", opts: options}
+	interactive := c.interactive(&o)
+	if o.err != nil {
+		return o.err
+	}
+	if derr := c.authorize(c.rule.Action, map[string]string{"setting": desc}, interactive); derr != nil {
+		return derr
+	}
+	a.s.cfg.Alerts.SetConfig(next)
+	a.s.log.Info("configuration changed", "settings", desc)
+	return nil
+}
+
+func godbusValueString(v dbus.Variant) string {
+	switch x := v.Value().(type) {
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	return v.String()
+}
