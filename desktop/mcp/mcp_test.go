@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
+	"github.com/npllm/npllm/dbus/client"
 	"github.com/npllm/npllm/dbus/testbus"
 )
 
