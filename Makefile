@@ -85,7 +85,7 @@ install: stage
 	install -Dm644 systemd/npllm-agent.service $(DESTDIR)/usr/lib/systemd/user/npllm-agent.service
 	install -Dm644 packaging/dbus/org.npllm.Assistant.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.npllm.Assistant.conf
 	install -Dm644 packaging/dbus/org.npllm.Assistant.service $(DESTDIR)/usr/share/dbus-1/system-services/org.npllm.Assistant.service
-	install -Dm644 dbus/org.npllm.Assistant1.xml $(DESTDIR)/usr/share/dbus-1/interfaces/org.npllm.Assistant1.xml
+	install -Dm644 dbus/api/org.npllm.Assistant1.xml $(DESTDIR)/usr/share/dbus-1/interfaces/org.npllm.Assistant1.xml
 	install -Dm644 packaging/polkit/org.npllm.Assistant.policy $(DESTDIR)/usr/share/polkit-1/actions/org.npllm.Assistant.policy
 	install -Dm644 packaging/desktop/org.npllm.Assistant.desktop $(DESTDIR)/usr/share/applications/org.npllm.Assistant.desktop
 	install -Dm644 packaging/desktop/org.npllm.Agent.desktop $(DESTDIR)/etc/xdg/autostart/org.npllm.Agent.desktop

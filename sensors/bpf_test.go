@@ -14,8 +14,8 @@ import (
 )
 
 // requireRoot skips without root, except under NPLLM_REQUIRE_PRIVILEGED=1
-// (CI), where a skip would hide a missing test. (devbus.Privileged cannot
-// be used here: devbus imports this package.)
+// (CI), where a skip would hide a missing test. (testbus.Privileged cannot
+// be used here: testbus imports this package.)
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() == 0 {

@@ -1,7 +1,7 @@
 // Command npllm-devbus is the development harness behind "make run": when
 // the machine's system bus has no npllm policy installed, it starts a
 // private system-like bus with the repo's policy and a real polkitd
-// (package dbus/devbus), runs npllmd on it, shows npllmctl status, and
+// (package dbus/testbus), runs npllmd on it, shows npllmctl status, and
 // stays in the foreground until Ctrl-C, then cleans up everything it started.
 package main
 

@@ -1,4 +1,4 @@
-// Package devbus starts a private, system-like D-Bus for tests and for
+// Package testbus starts a private, system-like D-Bus for tests and for
 // "make run": a real dbus-daemon whose configuration includes the repo's
 // own bus policy and polkit's, and a real polkitd on it, running in a
 // private mount namespace where the repo's polkit actions and the test's
