@@ -12,6 +12,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/godbus/dbus/v5"
 	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/desktop/mutes"
 )
 
 // AgentConfig is $XDG_CONFIG_HOME/npllm/agent.toml.
@@ -84,21 +85,21 @@ func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
 		}
 		return nil, err
 	}
-	mutes, err := OpenMutes(MutesPath())
+	muted, err := mutes.Open(mutes.Path())
 	if err != nil {
-		log.Warn("mutes unreadable; starting with none", "file", MutesPath(), "err", err)
-		mutes = &Mutes{path: MutesPath(), Muted: map[string]bool{}, Dismissed: map[string]int{}}
+		log.Warn("mutes unreadable; starting with none", "file", mutes.Path(), "err", err)
+		muted = mutes.Empty(mutes.Path())
 	}
-	client := client.NewClient(system)
-	notifier, err := NewNotifier(session, client, mutes, log)
+	cl := client.NewClient(system)
+	notifier, err := NewNotifier(session, cl, muted, log)
 	if err != nil {
 		system.Close()
 		session.Close()
 		return nil, err
 	}
-	a := &Agent{System: system, Session: session, Client: client, Notifier: notifier, log: log}
+	a := &Agent{System: system, Session: session, Client: cl, Notifier: notifier, log: log}
 	if cfg.Tray == nil || *cfg.Tray {
-		a.Tray = NewTray(session, client, notifier, mutes, log)
+		a.Tray = NewTray(session, cl, notifier, muted, log)
 	}
 	a.Watcher = NewWatcher(system, log)
 	return a, nil

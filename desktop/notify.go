@@ -15,6 +15,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/desktop/mutes"
 )
 
 // Notifier shows npllmd's alerts as desktop notifications: one per alert,
@@ -25,7 +26,7 @@ import (
 type Notifier struct {
 	client *client.Client // system bus: npllmd
 	notes  notify.Notifier
-	mutes  *Mutes
+	mutes  *mutes.Set
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -86,7 +87,7 @@ var burstKinds = map[string]string{
 }
 
 // NewNotifier connects to the notification server on session.
-func NewNotifier(session *dbus.Conn, client *client.Client, mutes *Mutes, log *slog.Logger) (*Notifier, error) {
+func NewNotifier(session *dbus.Conn, client *client.Client, mutes *mutes.Set, log *slog.Logger) (*Notifier, error) {
 	n := &Notifier{client: client, mutes: mutes, log: log, now: time.Now,
 		byAlert: map[string]*shown{}, byNote: map[uint32]*shown{}, bursts: map[string]*shown{}, seen: map[string]bool{}}
 	notes, err := notify.New(session,
@@ -417,7 +418,7 @@ func (n *Notifier) onClosed(id uint32, reason notify.Reason) {
 	if muted {
 		n.inform(fmt.Sprintf("No more %s alerts about %s", s.kind, plain(app)),
 			fmt.Sprintf("You dismissed them %d times. To hear of them again: <i>npllmctl unmute %s %s</i>, or the tray menu.",
-				DismissalsToMute, Escape(s.kind), Escape(shellQuote(app))))
+				mutes.DismissalsToMute, Escape(s.kind), Escape(shellQuote(app))))
 	}
 }
 

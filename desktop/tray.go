@@ -18,6 +18,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/desktop/mutes"
 )
 
 // Tray is the StatusNotifierItem: its icon shows npllmd's Health, its
@@ -29,7 +30,7 @@ type Tray struct {
 	session  *dbus.Conn
 	client   *client.Client
 	notifier *Notifier
-	mutes    *Mutes
+	mutes    *mutes.Set
 	log      *slog.Logger
 
 	mu      sync.Mutex
@@ -42,7 +43,7 @@ type Tray struct {
 const sniWatcher = "org.kde.StatusNotifierWatcher"
 
 // NewTray prepares the tray; Run starts it when a watcher appears.
-func NewTray(session *dbus.Conn, client *client.Client, notifier *Notifier, mutes *Mutes, log *slog.Logger) *Tray {
+func NewTray(session *dbus.Conn, client *client.Client, notifier *Notifier, mutes *mutes.Set, log *slog.Logger) *Tray {
 	return &Tray{session: session, client: client, notifier: notifier, mutes: mutes, log: log, refresh: make(chan struct{}, 1)}
 }
 

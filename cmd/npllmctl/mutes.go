@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/npllm/npllm/dbus/client"
-	"github.com/npllm/npllm/desktop"
+	"github.com/npllm/npllm/desktop/mutes"
 )
 
 // Mutes belong to the desktop user, in their state directory: these
@@ -19,7 +19,7 @@ func runMutes(_ context.Context, env *Env, _ *client.Client, args []string) erro
 	if len(args) != 0 {
 		return usageErr("usage: npllmctl mutes")
 	}
-	m, err := desktop.OpenMutes(desktop.MutesPath())
+	m, err := mutes.Open(mutes.Path())
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func runUnmute(_ context.Context, env *Env, _ *client.Client, args []string) err
 	if len(args) == 2 {
 		app = args[1]
 	}
-	m, err := desktop.OpenMutes(desktop.MutesPath())
+	m, err := mutes.Open(mutes.Path())
 	if err != nil {
 		return err
 	}

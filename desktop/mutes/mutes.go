@@ -1,4 +1,7 @@
-package desktop
+// Package mutes is what the desktop user taught npllm-agent not to show
+// again, in one file that the agent and npllmctl (mutes, unmute) share. It
+// is a leaf: no bus, no tray, no notification imports.
+package mutes
 
 import (
 	"encoding/json"
@@ -10,11 +13,11 @@ import (
 	"time"
 )
 
-// Mutes is what the user taught the agent: alerts of a kind about an app
+// Set is what the user taught the agent: alerts of a kind about an app
 // they do not want to hear of again, and how often they dismissed each.
 // It lives in the user's state directory, so npllmctl unmute (running as
 // the same user) can edit it; the agent re-reads it when it changes.
-type Mutes struct {
+type Set struct {
 	path string
 
 	mu        sync.Mutex
@@ -27,8 +30,8 @@ type Mutes struct {
 // same app mute it.
 const DismissalsToMute = 3
 
-// MutesPath is $XDG_STATE_HOME/npllm/mutes.json (~/.local/state/…).
-func MutesPath() string {
+// Path is $XDG_STATE_HOME/npllm/mutes.json (~/.local/state/…).
+func Path() string {
 	dir := os.Getenv("XDG_STATE_HOME")
 	if dir == "" {
 		home, _ := os.UserHomeDir()
@@ -37,15 +40,21 @@ func MutesPath() string {
 	return filepath.Join(dir, "npllm", "mutes.json")
 }
 
-// OpenMutes loads the file (missing: nothing muted).
-func OpenMutes(path string) (*Mutes, error) {
-	m := &Mutes{path: path, Muted: map[string]bool{}, Dismissed: map[string]int{}}
+// Open loads the file (missing: nothing muted). On error it still returns
+// an empty set that saves to path, so a damaged file never stops the agent.
+func Open(path string) (*Set, error) {
+	m := Empty(path)
 	return m, m.reload(true)
+}
+
+// Empty is a set with nothing muted that saves to path.
+func Empty(path string) *Set {
+	return &Set{path: path, Muted: map[string]bool{}, Dismissed: map[string]int{}}
 }
 
 func muteKey(kind, app string) string { return kind + " " + app }
 
-func (m *Mutes) reload(force bool) error {
+func (m *Set) reload(force bool) error {
 	fi, err := os.Stat(m.path)
 	if errors.Is(err, os.ErrNotExist) {
 		m.Muted, m.Dismissed = map[string]bool{}, map[string]int{}
@@ -78,7 +87,7 @@ func (m *Mutes) reload(force bool) error {
 	return nil
 }
 
-func (m *Mutes) save() error {
+func (m *Set) save() error {
 	if err := os.MkdirAll(filepath.Dir(m.path), 0o700); err != nil {
 		return err
 	}
@@ -103,7 +112,7 @@ func (m *Mutes) save() error {
 }
 
 // IsMuted says whether alerts of kind about app are muted.
-func (m *Mutes) IsMuted(kind, app string) bool {
+func (m *Set) IsMuted(kind, app string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_ = m.reload(false)
@@ -111,7 +120,7 @@ func (m *Mutes) IsMuted(kind, app string) bool {
 }
 
 // Dismissed records one dismissal; it reports true when this one mutes.
-func (m *Mutes) Dismiss(kind, app string) (muted bool, err error) {
+func (m *Set) Dismiss(kind, app string) (muted bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_ = m.reload(false)
@@ -125,7 +134,7 @@ func (m *Mutes) Dismiss(kind, app string) (muted bool, err error) {
 }
 
 // Mute mutes kind for app ("" for every app).
-func (m *Mutes) Mute(kind, app string) error {
+func (m *Set) Mute(kind, app string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_ = m.reload(false)
@@ -135,7 +144,7 @@ func (m *Mutes) Mute(kind, app string) error {
 
 // Unmute undoes a mute and forgets the dismissals; it reports whether
 // there was one.
-func (m *Mutes) Unmute(kind, app string) (bool, error) {
+func (m *Set) Unmute(kind, app string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_ = m.reload(false)
@@ -147,7 +156,7 @@ func (m *Mutes) Unmute(kind, app string) (bool, error) {
 }
 
 // List returns the muted kind/app pairs, sorted.
-func (m *Mutes) List() []string {
+func (m *Set) List() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_ = m.reload(false)
