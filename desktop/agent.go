@@ -1,3 +1,6 @@
+// Package desktop holds npllm-agent's parts: desktop notifications and the
+// tray, fed by npllmd's notices (dbus/client.Watch); the MCP bridge is in
+// desktop/mcp and the user's mutes in desktop/mutes.
 package desktop
 
 import (
@@ -5,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 
@@ -61,7 +63,6 @@ type Agent struct {
 	Client          *client.Client
 	Notifier        *Notifier
 	Tray            *Tray
-	Watcher         *Watcher
 	log             *slog.Logger
 }
 
@@ -101,42 +102,48 @@ func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
 	if cfg.Tray == nil || *cfg.Tray {
 		a.Tray = NewTray(session, cl, notifier, muted, log)
 	}
-	a.Watcher = NewWatcher(system, log)
 	return a, nil
 }
 
 // Run follows npllmd until ctx ends. extra, if set, also receives each
-// genuine signal (the MCP bridge's resource updates).
-func (a *Agent) Run(ctx context.Context, extra func(*dbus.Signal)) error {
+// notice (the MCP bridge's resource updates).
+func (a *Agent) Run(ctx context.Context, extra func(client.Notice)) error {
 	defer a.System.Close()
 	defer a.Session.Close()
 	defer a.Notifier.Close()
 	// Catching up starts at the journal's end: earlier events are history.
-	if newest, _, err := a.Client.Events(ctx, math.MaxUint64-1, 1, nil); err == nil {
+	if newest, err := a.Client.NewestSeq(ctx); err == nil {
 		a.Notifier.StartSeq(newest)
 	}
-	a.Watcher.Signal = func(sig *dbus.Signal) {
-		a.Notifier.Signal(sig)
-		if a.Tray != nil {
-			a.Tray.Changed()
-		}
-		if extra != nil {
-			extra(sig)
-		}
-	}
-	a.Watcher.Owner = func(owner string) {
-		if owner == "" {
-			a.log.Warn("npllmd is gone from the system bus; waiting for it")
-			return
-		}
-		a.log.Info("following npllmd", "unique_name", owner)
-		go a.Notifier.CatchUp(ctx)
-		if a.Tray != nil {
-			a.Tray.Changed()
-		}
+	notices, err := a.Client.Watch(ctx)
+	if err != nil {
+		return err
 	}
 	if a.Tray != nil {
 		go a.Tray.Run(ctx)
 	}
-	return a.Watcher.Run(ctx)
+	for n := range notices {
+		switch n := n.(type) {
+		case client.AlertRaised:
+			a.Notifier.Raised(n.Alert)
+		case client.AlertCleared:
+			a.Notifier.Cleared(n.ID)
+		case client.OwnerChanged:
+			if n.Owner == "" {
+				a.log.Warn("npllmd is gone from the system bus; waiting for it")
+				continue
+			}
+			a.log.Info("following npllmd", "unique_name", n.Owner)
+			go a.Notifier.CatchUp(ctx)
+		case client.PropertiesChanged:
+			continue // the tray re-reads the status when an alert changes
+		}
+		if a.Tray != nil {
+			a.Tray.Changed()
+		}
+		if extra != nil {
+			extra(n)
+		}
+	}
+	return nil
 }

@@ -24,7 +24,7 @@ import (
 // through npllmd with interactive authorization, so the desktop's polkit
 // agent asks when needed; nothing in the background ever prompts.
 type Notifier struct {
-	client *client.Client // system bus: npllmd
+	client client.API // system bus: npllmd
 	notes  notify.Notifier
 	mutes  *mutes.Set
 	log    *slog.Logger
@@ -67,7 +67,7 @@ type target struct {
 // app is what an alert of kind is about, for mutes: the unit for unit
 // failures, else the process name.
 func (t target) app(kind string) string {
-	if kind == "unit.failed" {
+	if kind == api.KindUnitFailed {
 		return t.unit
 	}
 	return t.comm
@@ -82,12 +82,12 @@ const BurstWindow = 30 * time.Second
 
 // Kinds whose alerts are single events and coalesce into bursts.
 var burstKinds = map[string]string{
-	"oom.kill":      "%d processes were killed for lack of memory",
-	"process.crash": "%d processes crashed",
+	api.KindOOMKill:      "%d processes were killed for lack of memory",
+	api.KindProcessCrash: "%d processes crashed",
 }
 
 // NewNotifier connects to the notification server on session.
-func NewNotifier(session *dbus.Conn, client *client.Client, mutes *mutes.Set, log *slog.Logger) (*Notifier, error) {
+func NewNotifier(session *dbus.Conn, client client.API, mutes *mutes.Set, log *slog.Logger) (*Notifier, error) {
 	n := &Notifier{client: client, mutes: mutes, log: log, now: time.Now,
 		byAlert: map[string]*shown{}, byNote: map[uint32]*shown{}, bursts: map[string]*shown{}, seen: map[string]bool{}}
 	notes, err := notify.New(session,
@@ -117,26 +117,6 @@ func (p slogPrinter) Printf(format string, v ...any) { p.log.Debug(fmt.Sprintf(f
 // Close stops listening to the notification server.
 func (n *Notifier) Close() error { return n.notes.Close() }
 
-// Signal handles one genuine signal from npllmd (see Watcher).
-func (n *Notifier) Signal(sig *dbus.Signal) {
-	switch strings.TrimPrefix(sig.Name, api.Interface+".") {
-	case "Alert":
-		if len(sig.Body) != 4 {
-			return
-		}
-		id, _ := sig.Body[0].(string)
-		sev, _ := sig.Body[1].(string)
-		kind, _ := sig.Body[2].(string)
-		details, _ := sig.Body[3].(map[string]dbus.Variant)
-		n.Raised(id, sev, kind, details)
-	case "AlertCleared":
-		if len(sig.Body) == 1 {
-			id, _ := sig.Body[0].(string)
-			n.Cleared(id)
-		}
-	}
-}
-
 // Escape makes text safe for notification bodies, which servers may parse
 // as markup: a process named "<b>hog" is shown as written.
 func Escape(s string) string {
@@ -160,8 +140,9 @@ func plain(s string) string {
 }
 
 // Raised shows or updates the notification of an alert.
-func (n *Notifier) Raised(id, severity, kind string, details map[string]dbus.Variant) {
-	t := targetOf(id, kind, details)
+func (n *Notifier) Raised(a api.Alert) {
+	id, severity, kind, details := a.ID, a.Severity, a.Kind, a.Details
+	t := targetOf(&a)
 	app := t.app(kind)
 	if n.mutes != nil && n.mutes.IsMuted(kind, app) {
 		n.log.Info("alert muted by the user", "alert", id, "kind", kind, "app", app)
@@ -169,7 +150,7 @@ func (n *Notifier) Raised(id, severity, kind string, details map[string]dbus.Var
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.lastSeq = max(n.lastSeq, client.Uint(details["seq"]))
+	n.lastSeq = max(n.lastSeq, a.Seq)
 	n.remember(id)
 	now := n.now()
 	s := n.byAlert[id]
@@ -218,19 +199,19 @@ func (n *Notifier) remember(id string) {
 	n.seen[id] = true
 }
 
-func targetOf(id, kind string, d map[string]dbus.Variant) target {
-	t := target{alert: id, pid: uint32(client.Uint(d["pid"])), start: client.Uint(d["start_time"]), comm: client.String(d["comm"]), unit: client.String(d["unit"])}
-	if top, ok := d["top"].Value().([]map[string]dbus.Variant); ok && len(top) > 0 && t.pid == 0 {
-		t.pid, t.start, t.comm = uint32(client.Uint(top[0]["pid"])), client.Uint(top[0]["start_time"]), client.String(top[0]["comm"])
+func targetOf(a *api.Alert) target {
+	t := target{alert: a.ID, pid: a.PID, start: a.StartTime, comm: a.Comm, unit: a.Unit}
+	if top := a.Top(); len(top) > 0 && t.pid == 0 {
+		t.pid, t.start, t.comm = uint32(api.Uint(top[0]["pid"])), api.Uint(top[0]["start_time"]), api.String(top[0]["comm"])
 	}
 	return t
 }
 
 func urgencyOf(severity string) notify.Urgency {
 	switch severity {
-	case "critical":
+	case api.SeverityCritical:
 		return notify.UrgencyCritical
-	case "info":
+	case api.SeverityInfo:
 		return notify.UrgencyLow
 	}
 	return notify.UrgencyNormal
@@ -249,24 +230,24 @@ func texts(s *shown, severity, kind string, d map[string]dbus.Variant) (summary,
 		}
 		return fmt.Sprintf(burstKinds[kind], len(s.alerts)), strings.Join(apps, ", ") + more
 	}
-	body = Escape(client.String(d["summary"]))
+	body = Escape(api.String(d["summary"]))
 	switch kind {
-	case "oom.kill":
+	case api.KindOOMKill:
 		summary = "Out of memory: " + comm + " was killed"
-	case "process.crash":
+	case api.KindProcessCrash:
 		summary = comm + " crashed"
-	case "memory.pressure":
+	case api.KindMemoryPressure:
 		summary = "The system is short of memory"
-	case "memory.low":
+	case api.KindMemoryLow:
 		summary = "Memory is running out"
-	case "disk.full":
-		summary = "Disk almost full: " + plain(client.String(d["mount"]))
-	case "cpu.runaway":
+	case api.KindDiskFull:
+		summary = "Disk almost full: " + plain(api.String(d["mount"]))
+	case api.KindCPURunaway:
 		summary = comm + " keeps a CPU busy"
-	case "process.anomaly":
+	case api.KindAnomaly:
 		summary = comm + " uses far more memory than usual"
-	case "unit.failed":
-		summary = plain(client.String(d["unit"])) + " failed"
+	case api.KindUnitFailed:
+		summary = plain(api.String(d["unit"])) + " failed"
 	default:
 		summary = "npllm: " + kind
 	}
@@ -292,22 +273,22 @@ func actionsFor(kind string, s *shown) []notify.Action {
 	var acts []notify.Action
 	canAct := s.target.pid != 0 && len(s.alerts) == 1
 	switch kind {
-	case "memory.pressure", "memory.low":
+	case api.KindMemoryPressure, api.KindMemoryLow:
 		if canAct {
 			acts = append(acts, notify.Action{Key: "terminate", Label: "Terminate " + comm}, notify.Action{Key: "lower", Label: "Lower its priority"})
 		}
 		acts = append(acts, notify.Action{Key: "details", Label: "Details"})
-	case "cpu.runaway", "process.anomaly":
+	case api.KindCPURunaway, api.KindAnomaly:
 		if canAct {
 			acts = append(acts, notify.Action{Key: "terminate", Label: "Terminate " + comm}, notify.Action{Key: "lower", Label: "Lower its priority"})
 		}
 		acts = append(acts, notify.Action{Key: "mute", Label: "Don't warn about this app"})
-	case "oom.kill", "process.crash":
+	case api.KindOOMKill, api.KindProcessCrash:
 		acts = append(acts, notify.Action{Key: "details", Label: "Details"})
 		if len(uniq(s.apps)) == 1 {
 			acts = append(acts, notify.Action{Key: "mute", Label: "Don't warn about this app"})
 		}
-	case "unit.failed":
+	case api.KindUnitFailed:
 		acts = append(acts, notify.Action{Key: "restart", Label: "Restart unit"}, notify.Action{Key: "details", Label: "Details"})
 	default:
 		acts = append(acts, notify.Action{Key: "details", Label: "Details"})
@@ -469,8 +450,9 @@ func (n *Notifier) onAction(id uint32, key string) {
 
 // AlertActions are the buttons for an active alert as ActiveAlerts lists
 // it (the tray's menu), keys and labels as on its notification.
-func AlertActions(kind string, details map[string]dbus.Variant) (target, []notify.Action) {
-	t := targetOf("", kind, details)
+func AlertActions(a *api.Alert) (target, []notify.Action) {
+	kind := a.Kind
+	t := targetOf(a)
 	s := &shown{kind: kind, alerts: []string{""}, apps: []string{t.comm}, target: t}
 	return t, actionsFor(kind, s)[1:] // without the "default" duplicate
 }
@@ -483,13 +465,13 @@ func (n *Notifier) act(key string, t target, kind string, apps []string) {
 	comm := plain(t.comm)
 	switch key {
 	case "terminate":
-		err := n.client.CallInteractive(ctx, "SignalProcess", t.pid, t.start, "TERM", client.Options(nil)).Err
+		err := n.client.SignalProcess(ctx, t.pid, t.start, "TERM", client.CallOptions{Interactive: true})
 		n.result(err, "Asked "+comm+" to quit", "Could not terminate "+comm)
 	case "lower":
-		err := n.client.CallInteractive(ctx, "SetProcessPriority", t.pid, t.start, int32(10), client.Options(nil)).Err
+		err := n.client.SetProcessPriority(ctx, t.pid, t.start, 10, client.CallOptions{Interactive: true})
 		n.result(err, "Lowered the priority of "+comm, "Could not lower the priority of "+comm)
 	case "restart":
-		err := n.client.CallInteractive(ctx, "ManageUnit", t.unit, "restart", client.Options(nil)).Err
+		_, err := n.client.ManageUnit(ctx, t.unit, "restart", client.CallOptions{Interactive: true})
 		n.result(err, "Restarting "+plain(t.unit), "Could not restart "+plain(t.unit))
 	case "mute":
 		app := t.app(kind)
@@ -502,12 +484,12 @@ func (n *Notifier) act(key string, t target, kind string, apps []string) {
 		}
 		n.inform("No more "+kind+" alerts about "+plain(app), fmt.Sprintf("To hear of them again: <i>npllmctl unmute %s %s</i>, or the tray menu.", Escape(kind), Escape(shellQuote(app))))
 	case "details":
-		a, err := n.client.Alert(ctx, t.alert)
+		a, err := n.client.GetAlert(ctx, t.alert)
 		if err != nil {
 			n.inform("No details", Escape(api.ErrorMessage(err)))
 			return
 		}
-		n.inform(client.String(a["summary"]), detailsBody(a))
+		n.inform(a.Summary, detailsBody(&a))
 	}
 }
 
@@ -526,10 +508,9 @@ func (n *Notifier) result(err error, ok, failed string) {
 	n.inform(failed, Escape(reason))
 }
 
-func detailsBody(a map[string]dbus.Variant) string {
+func detailsBody(a *api.Alert) string {
 	var lines []string
-	for _, group := range []string{"details", "private"} {
-		m, _ := a[group].Value().(map[string]dbus.Variant)
+	for _, m := range []map[string]dbus.Variant{a.Details, a.Private} {
 		keys := make([]string, 0, len(m))
 		for k := range m {
 			if k != "summary" && k != "raised_ns" && k != "top" {
@@ -561,13 +542,11 @@ func (n *Notifier) CatchUp(ctx context.Context) {
 		return
 	}
 	for _, a := range st.ActiveAlerts {
-		id := client.String(a["id"])
 		n.mu.Lock()
-		known := n.seen[id]
+		known := n.seen[a.ID]
 		n.mu.Unlock()
 		if !known {
-			details, _ := a["details"].Value().(map[string]dbus.Variant)
-			n.Raised(id, client.String(a["severity"]), client.String(a["kind"]), details)
+			n.Raised(a)
 		}
 	}
 	n.mu.Lock()
@@ -576,18 +555,22 @@ func (n *Notifier) CatchUp(ctx context.Context) {
 	if after == 0 {
 		return // first start: history is not news
 	}
-	_, evs, err := n.client.Events(ctx, after, 200, map[string]any{"kind": []string{"oom.kill"}})
+	_, evs, err := n.client.GetEvents(ctx, after, 200, client.EventFilter{Kinds: []string{api.KindOOMKill}})
 	if err != nil {
 		return
 	}
 	for _, ev := range evs {
-		id := fmt.Sprintf("oom.kill/%d", client.Uint(ev["seq"]))
+		// The id the engine gave the alert this event raised.
+		id := fmt.Sprintf("%s/%d", api.KindOOMKill, ev.Seq)
 		n.mu.Lock()
 		known := n.seen[id]
 		n.mu.Unlock()
 		if !known {
-			ev["summary"] = dbus.MakeVariant(fmt.Sprintf("%s (pid %d) was killed for lack of memory", client.String(ev["comm"]), client.Uint(ev["pid"])))
-			n.Raised(id, "critical", "oom.kill", ev)
+			summary := fmt.Sprintf("%s (pid %d) was killed for lack of memory", ev.Comm, ev.PID)
+			details := ev.Encode()
+			details["summary"] = dbus.MakeVariant(summary)
+			n.Raised(api.Alert{ID: id, Severity: api.SeverityCritical, Kind: api.KindOOMKill, Summary: summary,
+				Seq: ev.Seq, PID: ev.PID, StartTime: ev.StartTime, Comm: ev.Comm, Details: details})
 		}
 	}
 }

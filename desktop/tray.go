@@ -28,7 +28,7 @@ import (
 // (stock GNOME) it stays quiet and notifications work alone.
 type Tray struct {
 	session  *dbus.Conn
-	client   *client.Client
+	client   client.API
 	notifier *Notifier
 	mutes    *mutes.Set
 	log      *slog.Logger
@@ -43,7 +43,7 @@ type Tray struct {
 const sniWatcher = "org.kde.StatusNotifierWatcher"
 
 // NewTray prepares the tray; Run starts it when a watcher appears.
-func NewTray(session *dbus.Conn, client *client.Client, notifier *Notifier, mutes *mutes.Set, log *slog.Logger) *Tray {
+func NewTray(session *dbus.Conn, client client.API, notifier *Notifier, mutes *mutes.Set, log *slog.Logger) *Tray {
 	return &Tray{session: session, client: client, notifier: notifier, mutes: mutes, log: log, refresh: make(chan struct{}, 1)}
 }
 
@@ -129,7 +129,7 @@ func (t *Tray) update(ctx context.Context) {
 	// abandons the old items' click goroutines.
 	sig := st.Health + "|" + strings.Join(t.mutes.List(), ",")
 	for _, a := range st.ActiveAlerts {
-		sig += "|" + client.String(a["id"]) + client.String(a["severity"]) + client.String(a["summary"])
+		sig += "|" + a.ID + a.Severity + a.Summary
 	}
 	t.mu.Lock()
 	same := sig == t.menuSig
@@ -147,11 +147,10 @@ func (t *Tray) update(ctx context.Context) {
 		none.Disable()
 	}
 	for _, a := range st.ActiveAlerts {
-		id, kind, summary := client.String(a["id"]), client.String(a["kind"]), plain(client.String(a["summary"]))
-		details, _ := a["details"].Value().(map[string]dbus.Variant)
+		id, kind, summary := a.ID, a.Kind, plain(a.Summary)
 		// Each alert is a submenu with the buttons its notification has.
-		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", client.String(a["severity"]), summary), "")
-		target, actions := AlertActions(kind, details)
+		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", a.Severity, summary), "")
+		target, actions := AlertActions(&a)
 		target.alert = id
 		for _, act := range actions {
 			sub := item.AddSubMenuItem(act.Label, "")

@@ -2,130 +2,150 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/spf13/cobra"
 
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/dbus/client"
 )
 
-func init() {
-	register(command{name: "alerts", run: runAlerts})
-	register(command{name: "alert", run: runAlert})
-	register(command{name: "baseline", run: runBaseline})
-	register(command{name: "config", run: runConfig})
-}
-
-func runAlerts(ctx context.Context, env *Env, c *client.Client, args []string) error {
-	if len(args) != 0 {
-		return usageErr("usage: npllmctl alerts")
-	}
-	st, err := c.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if env.JSON {
-		return printJSON(env.Out, client.Plain(st.ActiveAlerts))
-	}
-	if len(st.ActiveAlerts) == 0 {
-		fmt.Fprintln(env.Out, "no active alerts")
-	}
-	for _, a := range st.ActiveAlerts {
-		at := time.Unix(0, int64(client.Uint(a["raised_ns"]))).Format("15:04:05")
-		fmt.Fprintf(env.Out, "%s %-8s %-28s %s\n", at, client.String(a["severity"]), client.String(a["id"]), client.String(a["summary"]))
-	}
-	return nil
-}
-
-func runAlert(ctx context.Context, env *Env, c *client.Client, args []string) error {
-	if len(args) != 1 {
-		return usageErr("usage: npllmctl alert ID   (ids: npllmctl alerts)")
-	}
-	a, err := c.Alert(ctx, args[0])
-	if err != nil {
-		return err
-	}
-	if env.JSON {
-		return printJSON(env.Out, client.Plain(a))
-	}
-	fmt.Fprintf(env.Out, "%s [%s] %s\n", client.String(a["id"]), client.String(a["severity"]), client.String(a["summary"]))
-	for _, group := range []string{"details", "private"} {
-		m, _ := client.Plain(a[group]).(map[string]any)
-		for _, k := range sortedKeys(m) {
-			if k != "summary" {
-				fmt.Fprintf(env.Out, "  %s %v\n", pad(k+":", 24), m[k])
+func alertsCmd(env *Env) *cobra.Command {
+	return daemonCmd(env, "read", "alerts", "active alerts (memory, disks, OOM kills, crashes, …)", nargs(0, 0, "alerts"),
+		func(ctx context.Context, env *Env, c *client.Client, _ []string) error {
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
 			}
-		}
-	}
-	if withheld, _ := a["private_withheld"].Value().(bool); withheld {
-		fmt.Fprintln(env.Out, "  (some details are shown only to root and the process's owner)")
-	}
-	return nil
+			if env.JSON {
+				return printJSON(env.Out, alertsJSON(st.ActiveAlerts))
+			}
+			if len(st.ActiveAlerts) == 0 {
+				fmt.Fprintln(env.Out, "no active alerts")
+			}
+			for _, a := range st.ActiveAlerts {
+				at := time.Unix(0, int64(a.RaisedNS)).Format("15:04:05")
+				fmt.Fprintf(env.Out, "%s %-8s %-28s %s\n", at, a.Severity, a.ID, a.Summary)
+			}
+			return nil
+		})
 }
 
-func runBaseline(ctx context.Context, env *Env, c *client.Client, args []string) error {
-	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	forget := fs.Bool("forget", false, "")
-	var program string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		program, args = args[0], args[1:]
+// alertJSON is an alert as the bus sends it.
+func alertJSON(a *api.Alert) any {
+	m := a.Encode()
+	if a.Private != nil {
+		m["private"] = dbus.MakeVariant(a.Private)
 	}
-	if err := fs.Parse(args); err != nil || program == "" || fs.NArg() > 0 {
-		return usageErr("usage: npllmctl baseline PROGRAM [--forget]   (PROGRAM: a process name as in top)")
+	if a.PrivateWithheld {
+		m["private_withheld"] = dbus.MakeVariant(true)
 	}
-	if *forget {
-		if err := c.CallInteractive(ctx, "ForgetBaseline", program, client.Options(nil)).Err; err != nil {
-			return err
-		}
-		return done(env, map[string]any{"program": program, "forgotten": true}, "forgot what is normal for %s; learning starts again", program)
-	}
-	b, err := c.Baseline(ctx, program)
-	if err != nil {
-		return err
-	}
-	if env.JSON {
-		return printJSON(env.Out, client.Plain(b))
-	}
-	fmt.Fprintf(env.Out, "%s: %d runs, %d crashes\n", program, client.Uint(b["runs"]), client.Uint(b["crashes"]))
-	fmt.Fprintf(env.Out, "  peak memory  p50 %s  p95 %s  (ewma %s)\n", api.HumanBytes(client.Uint(b["rss_p50_bytes"])), api.HumanBytes(client.Uint(b["rss_p95_bytes"])), api.HumanBytes(client.Uint(b["rss_ewma_bytes"])))
-	fmt.Fprintf(env.Out, "  CPU time     p95 %s\n", humanNS(client.Uint(b["cpu_p95_ns"])))
-	fmt.Fprintf(env.Out, "  lifetime     p95 %s\n", humanNS(client.Uint(b["lifetime_p95_ns"])))
-	return nil
+	return api.Plain(m)
 }
 
-func runConfig(ctx context.Context, env *Env, c *client.Client, args []string) error {
-	if len(args) > 0 {
-		settings := map[string]any{}
-		for _, kv := range args {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok || k == "" {
-				return usageErr("usage: npllmctl config [KEY=VALUE ...]   (%q is not KEY=VALUE)", kv)
+func alertsJSON(as []api.Alert) []any {
+	out := make([]any, 0, len(as))
+	for i := range as {
+		out = append(out, alertJSON(&as[i]))
+	}
+	return out
+}
+
+func alertCmd(env *Env) *cobra.Command {
+	cmd := daemonCmd(env, "read", "alert ID", "one alert; root and the process's owner also see its private details (e.g. the cgroup)",
+		nargs(1, 1, "alert ID   (ids: npllmctl alerts)"),
+		func(ctx context.Context, env *Env, c *client.Client, args []string) error {
+			a, err := c.GetAlert(ctx, args[0])
+			if err != nil {
+				return err
 			}
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
-				settings[k] = f
-			} else {
-				settings[k] = v // durations
+			if env.JSON {
+				return printJSON(env.Out, alertJSON(&a))
 			}
-		}
-		if err := c.CallInteractive(ctx, "Configure", client.Options(settings), client.Options(nil)).Err; err != nil {
-			return err
-		}
-		return done(env, settings, "changed %s (until npllmd restarts)", strings.Join(args, " "))
-	}
-	cfg, err := c.Configuration(ctx)
-	if err != nil {
-		return err
-	}
-	if env.JSON {
-		return printJSON(env.Out, client.Plain(cfg))
-	}
-	for _, k := range sortedKeys(cfg) {
-		fmt.Fprintf(env.Out, "%s = %v\n", k, cfg[k].Value())
-	}
-	return nil
+			fmt.Fprintf(env.Out, "%s [%s] %s\n", a.ID, a.Severity, a.Summary)
+			for _, group := range []any{api.Plain(a.Details), api.Plain(a.Private)} {
+				m, _ := group.(map[string]any)
+				for _, k := range sortedKeys(m) {
+					if k != "summary" {
+						fmt.Fprintf(env.Out, "  %s %v\n", pad(k+":", 24), m[k])
+					}
+				}
+			}
+			if a.PrivateWithheld {
+				fmt.Fprintln(env.Out, "  (some details are shown only to root and the process's owner)")
+			}
+			return nil
+		})
+	cmd.ValidArgsFunction = completeAlertIDs(env)
+	return cmd
+}
+
+func baselineCmd(env *Env) *cobra.Command {
+	var forget bool
+	cmd := daemonCmd(env, "read", "baseline PROGRAM", "what npllmd has learned is normal for a program (peak memory, CPU time, lifetime, crashes)",
+		nargs(1, 1, "baseline PROGRAM [--forget]   (PROGRAM: a process name as in top)"),
+		func(ctx context.Context, env *Env, c *client.Client, args []string) error {
+			program := args[0]
+			if forget {
+				if err := c.ForgetBaseline(ctx, program, client.CallOptions{Interactive: true}); err != nil {
+					return err
+				}
+				return done(env, map[string]any{"program": program, "forgotten": true}, "forgot what is normal for %s; learning starts again", program)
+			}
+			b, err := c.GetBaseline(ctx, program)
+			if err != nil {
+				return err
+			}
+			if env.JSON {
+				return printJSON(env.Out, b)
+			}
+			fmt.Fprintf(env.Out, "%s: %d runs, %d crashes\n", program, b.Runs, b.Crashes)
+			fmt.Fprintf(env.Out, "  peak memory  p50 %s  p95 %s  (ewma %s)\n", api.HumanBytes(b.RSSP50Bytes), api.HumanBytes(b.RSSP95Bytes), api.HumanBytes(b.RSSEWMABytes))
+			fmt.Fprintf(env.Out, "  CPU time     p95 %s\n", humanNS(b.CPUP95NS))
+			fmt.Fprintf(env.Out, "  lifetime     p95 %s\n", humanNS(b.LifetimeP95NS))
+			return nil
+		})
+	cmd.Flags().BoolVar(&forget, "forget", false, "start learning again (polkit: configure)")
+	return cmd
+}
+
+func configCmd(env *Env) *cobra.Command {
+	return daemonCmd(env, "act", "config [KEY=VALUE ...]",
+		"show the alert thresholds, or change them until npllmd restarts (polkit: configure); the file is /etc/npllm/npllmd.toml",
+		cobra.ArbitraryArgs,
+		func(ctx context.Context, env *Env, c *client.Client, args []string) error {
+			if len(args) > 0 {
+				settings := map[string]any{}
+				for _, kv := range args {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok || k == "" {
+						return usageErr("usage: npllmctl config [KEY=VALUE ...]   (%q is not KEY=VALUE)", kv)
+					}
+					if f, err := strconv.ParseFloat(v, 64); err == nil {
+						settings[k] = f
+					} else {
+						settings[k] = v // durations
+					}
+				}
+				if err := c.Configure(ctx, settings, client.CallOptions{Interactive: true}); err != nil {
+					return err
+				}
+				return done(env, settings, "changed %s (until npllmd restarts)", strings.Join(args, " "))
+			}
+			cfg, err := c.GetConfiguration(ctx)
+			if err != nil {
+				return err
+			}
+			if env.JSON {
+				return printJSON(env.Out, cfg)
+			}
+			for _, k := range sortedKeys(cfg) {
+				fmt.Fprintf(env.Out, "%s = %v\n", k, cfg[k])
+			}
+			return nil
+		})
 }

@@ -1,5 +1,5 @@
-// Command npllmctl is the command-line client of npllmd; the commands live
-// in package dbus/
+// Command npllmctl is the command-line client of npllmd (spf13/cobra; one
+// file per group of commands, over dbus/client).
 package main
 
 import (

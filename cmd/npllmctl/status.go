@@ -5,17 +5,17 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/godbus/dbus/v5"
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/dbus/client"
+	"github.com/spf13/cobra"
 )
 
-func init() { register(command{name: "status", run: runStatus}) }
+func statusCmd(env *Env) *cobra.Command {
+	return daemonCmd(env, "read", "status", "health, load, CPU, memory, swap, pressure, sensors and active alerts, at a glance",
+		nargs(0, 0, "status"), runStatus)
+}
 
-func runStatus(ctx context.Context, env *Env, c *client.Client, args []string) error {
-	if len(args) > 0 {
-		return usageErr("status takes no arguments")
-	}
+func runStatus(ctx context.Context, env *Env, c *client.Client, _ []string) error {
 	st, err := c.Status(ctx)
 	if err != nil {
 		return err
@@ -58,7 +58,7 @@ func runStatus(ctx context.Context, env *Env, c *client.Client, args []string) e
 		fmt.Fprintf(w, "  alerts    none\n")
 	}
 	for _, a := range st.ActiveAlerts {
-		fmt.Fprintf(w, "  alert     [%v] %v: %v\n", variantString(a["severity"]), variantString(a["kind"]), variantString(a["summary"]))
+		fmt.Fprintf(w, "  alert     [%s] %s: %s\n", a.Severity, a.Kind, a.Summary)
 	}
 	return nil
 }
@@ -70,17 +70,10 @@ func percent(a, b uint64) float64 {
 	return 100 * float64(a) / float64(b)
 }
 
-func variantString(v dbus.Variant) string {
-	if v.Value() == nil {
-		return ""
-	}
-	return fmt.Sprint(v.Value())
-}
-
-func statusJSON(st *client.Status) map[string]any {
+func statusJSON(st *api.Status) map[string]any {
 	sensors := make([]map[string]any, 0, len(st.Sensors))
 	for _, s := range st.Sensors {
-		sensors = append(sensors, map[string]any{"name": s.Name, "variant": s.Variant, "state": s.State, "details": client.Plain(s.Details)})
+		sensors = append(sensors, map[string]any{"name": s.Name, "variant": s.Variant, "state": s.State, "details": api.Plain(s.Details)})
 	}
 	pressure := map[string]any{}
 	for k, v := range st.Pressure {
@@ -97,6 +90,6 @@ func statusJSON(st *client.Status) map[string]any {
 		"swap_free_bytes":        st.SwapFree,
 		"pressure":               pressure,
 		"sensors":                sensors,
-		"active_alerts":          client.Plain(st.ActiveAlerts),
+		"active_alerts":          alertsJSON(st.ActiveAlerts),
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/dbus/api"
-	"github.com/npllm/npllm/sensors"
 	"github.com/npllm/npllm/sensors/alerts"
 )
 
@@ -50,24 +49,25 @@ func alertDetails(a *alerts.Alert) map[string]dbus.Variant {
 	return d
 }
 
+// alertRecord is the API's view of an engine's alert (public part).
+func alertRecord(a *alerts.Alert) *api.Alert {
+	return &api.Alert{ID: a.ID, Severity: a.Severity, Kind: a.Kind, Summary: a.Summary, RaisedNS: a.RaisedNS, Details: alertDetails(a)}
+}
+
 func (s *Server) activeAlerts() []map[string]dbus.Variant {
 	out := []map[string]dbus.Variant{}
 	if s.cfg.Alerts == nil {
 		return out
 	}
 	for _, a := range s.cfg.Alerts.Active() {
-		out = append(out, map[string]dbus.Variant{
-			"id": dbus.MakeVariant(a.ID), "severity": dbus.MakeVariant(a.Severity), "kind": dbus.MakeVariant(a.Kind),
-			"summary": dbus.MakeVariant(a.Summary), "raised_ns": dbus.MakeVariant(a.RaisedNS),
-			"details": dbus.MakeVariant(alertDetails(&a)),
-		})
+		out = append(out, alertRecord(&a).Encode())
 	}
 	return out
 }
 
 // worse returns the more severe of two health levels.
 func worse(a, b string) string {
-	rank := map[string]int{sensors.HealthOK: 0, sensors.HealthWarning: 1, sensors.HealthCritical: 2}
+	rank := map[string]int{api.HealthOK: 0, api.SeverityWarning: 1, api.SeverityCritical: 2}
 	if rank[b] > rank[a] {
 		return b
 	}
@@ -91,11 +91,7 @@ func (a *assistant) GetAlert(msg dbus.Message, id string) (out map[string]dbus.V
 	if err != nil {
 		return nil, ToDBus(err)
 	}
-	out = map[string]dbus.Variant{
-		"id": dbus.MakeVariant(al.ID), "severity": dbus.MakeVariant(al.Severity), "kind": dbus.MakeVariant(al.Kind),
-		"summary": dbus.MakeVariant(al.Summary), "raised_ns": dbus.MakeVariant(al.RaisedNS),
-		"details": dbus.MakeVariant(alertDetails(&al)),
-	}
+	out = alertRecord(&al).Encode()
 	mayKnow := callerUID == 0 || (al.HasOwner && al.OwnerUID == callerUID)
 	out["private_withheld"] = dbus.MakeVariant(!mayKnow && len(al.Private) > 0)
 	if mayKnow {
@@ -108,15 +104,15 @@ func (a *assistant) GetAlert(msg dbus.Message, id string) (out map[string]dbus.V
 	return out, nil
 }
 
-// baselineToDBus shows a learned baseline.
-func baselineToDBus(bl alerts.Baseline) map[string]dbus.Variant {
-	return map[string]dbus.Variant{
-		"program": dbus.MakeVariant(bl.Program), "runs": dbus.MakeVariant(bl.Runs), "crashes": dbus.MakeVariant(bl.Crashes),
-		"rss_p50_bytes": dbus.MakeVariant(alerts.Percentile(bl.RSS, 0.5)), "rss_p95_bytes": dbus.MakeVariant(alerts.Percentile(bl.RSS, 0.95)),
-		"rss_ewma_bytes":  dbus.MakeVariant(uint64(bl.EWMARSS)),
-		"cpu_p95_ns":      dbus.MakeVariant(alerts.Percentile(bl.CPU, 0.95)),
-		"lifetime_p95_ns": dbus.MakeVariant(alerts.Percentile(bl.Lifetime, 0.95)),
-		"last_seen_ns":    dbus.MakeVariant(uint64(bl.LastSeenNS)),
+// baselineOf shows a learned baseline.
+func baselineOf(bl alerts.Baseline) api.Baseline {
+	return api.Baseline{
+		Program: bl.Program, Runs: bl.Runs, Crashes: bl.Crashes,
+		RSSP50Bytes: alerts.Percentile(bl.RSS, 0.5), RSSP95Bytes: alerts.Percentile(bl.RSS, 0.95),
+		RSSEWMABytes:  uint64(bl.EWMARSS),
+		CPUP95NS:      alerts.Percentile(bl.CPU, 0.95),
+		LifetimeP95NS: alerts.Percentile(bl.Lifetime, 0.95),
+		LastSeenNS:    uint64(bl.LastSeenNS),
 	}
 }
 
@@ -133,7 +129,8 @@ func (a *assistant) GetBaseline(msg dbus.Message, program string) (out map[strin
 	if !ok {
 		return nil, api.NewError(api.ErrInvalidArgument, "no baseline for %q yet: it is learned from finished runs of the program (by process name)", program)
 	}
-	return baselineToDBus(bl), nil
+	b := baselineOf(bl)
+	return b.Encode(), nil
 }
 
 func (a *assistant) ForgetBaseline(msg dbus.Message, program string, options map[string]dbus.Variant) (derr *dbus.Error) {

@@ -165,7 +165,7 @@ func TestThresholdsComeFromTheFileAndChangeOnlyWithPolkit(t *testing.T) {
 	}
 	obj := conn.Object(api.BusName, api.ObjectPath)
 	call := func(settings map[string]any) error {
-		return obj.Call(api.Interface+".Configure", 0, client.Options(settings), client.Options(nil)).Err
+		return obj.Call(api.Interface+".Configure", 0, api.Options(settings), api.Options(nil)).Err
 	}
 	if err := call(map[string]any{"disk_warning_percent": 85.0, "no_such_key": 1.0}); api.ErrorName(err) != api.ErrInvalidArgument || !strings.Contains(api.ErrorMessage(err), "no_such_key") {
 		t.Errorf("unknown key: %v", err)

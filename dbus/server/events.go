@@ -1,8 +1,6 @@
 package server
 
 import (
-	"slices"
-
 	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/dbus/api"
@@ -62,16 +60,11 @@ func (a *assistant) GetEvents(msg dbus.Message, afterSeq uint64, max uint32, fil
 // EventToDBus converts an event for a caller, withholding private fields
 // of other users' events.
 func EventToDBus(ev *sensors.Event, callerUID uint32) map[string]dbus.Variant {
-	m := make(map[string]dbus.Variant, len(ev.Fields)+3)
-	private := callerUID != 0 && (!ev.HasUID || ev.UID != callerUID)
-	for k, v := range ev.Fields {
-		if private && slices.Contains(sensors.PrivateFields, k) {
-			continue
+	m := ev.Encode()
+	if callerUID != 0 && (!ev.HasUID || ev.UID != callerUID) {
+		for _, k := range api.PrivateFields {
+			delete(m, k)
 		}
-		m[k] = dbus.MakeVariant(v)
 	}
-	m["seq"] = dbus.MakeVariant(ev.Seq)
-	m["time_ns"] = dbus.MakeVariant(ev.TimeNS)
-	m["kind"] = dbus.MakeVariant(ev.Kind)
 	return m
 }

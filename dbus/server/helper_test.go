@@ -60,11 +60,11 @@ func runHelper(op, arg string) int {
 	case "getall":
 		var all map[string]dbus.Variant
 		err = obj.Call("org.freedesktop.DBus.Properties.GetAll", 0, api.Interface).Store(&all)
-		value = client.Plain(all)
+		value = api.Plain(all)
 	case "getprocesses":
 		var procs []map[string]dbus.Variant
 		err = obj.Call(api.Interface+".GetProcesses", 0, map[string]dbus.Variant{"limit": dbus.MakeVariant(uint32(0))}).Store(&procs)
-		value = client.Plain(procs)
+		value = api.Plain(procs)
 	case "own":
 		var reply dbus.RequestNameReply
 		reply, err = conn.RequestName(api.BusName, dbus.NameFlagDoNotQueue)

@@ -47,13 +47,15 @@ func (a *assistant) GetHistogram(msg dbus.Message, name string, options map[stri
 	for i := range h.Counts {
 		low[i], high[i] = sensors.BucketBounds(i)
 	}
-	return map[string]dbus.Variant{
-		"name": dbus.MakeVariant(h.Name), "unit": dbus.MakeVariant(h.Unit),
-		"series": dbus.MakeVariant(h.Series), "available_series": dbus.MakeVariant(append([]string{"all"}, reader.Series()...)),
-		"bucket_low": dbus.MakeVariant(low), "bucket_high": dbus.MakeVariant(high), "counts": dbus.MakeVariant(h.Counts),
-		"total": dbus.MakeVariant(h.Total()), "missed": dbus.MakeVariant(h.Missed),
-		"p50": dbus.MakeVariant(h.Quantile(0.5)), "p90": dbus.MakeVariant(h.Quantile(0.9)), "p99": dbus.MakeVariant(h.Quantile(0.99)),
-	}, nil
+	rec := api.Histogram{
+		Name: h.Name, Unit: h.Unit, Series: h.Series, AvailableSeries: append([]string{"all"}, reader.Series()...),
+		BucketLow: low, BucketHigh: high, Counts: h.Counts, Total: h.Total(), Missed: h.Missed,
+		P50: h.Quantile(0.5), P90: h.Quantile(0.9), P99: h.Quantile(0.99),
+	}
+	if rec.Counts == nil {
+		rec.Counts = []uint64{}
+	}
+	return rec.Encode(), nil
 }
 
 const (
@@ -105,13 +107,9 @@ func (a *assistant) GetSyscallStats(msg dbus.Message, options map[string]dbus.Va
 		if st.Count > 0 {
 			avg = st.TotalNS / st.Count
 		}
-		rows = append(rows, map[string]dbus.Variant{
-			"pid": dbus.MakeVariant(st.PID), "uid": dbus.MakeVariant(st.UID), "comm": dbus.MakeVariant(st.Comm),
-			"syscall": dbus.MakeVariant(st.Syscall), "nr": dbus.MakeVariant(st.Nr),
-			"count": dbus.MakeVariant(st.Count), "errors": dbus.MakeVariant(st.Errors),
-			"total_ns": dbus.MakeVariant(st.TotalNS), "avg_ns": dbus.MakeVariant(avg),
-			"errnos": dbus.MakeVariant(errnos),
-		})
+		rec := api.SyscallStat{PID: st.PID, UID: st.UID, Comm: st.Comm, Syscall: st.Syscall, Nr: st.Nr,
+			Count: st.Count, Errors: st.Errors, TotalNS: st.TotalNS, AvgNS: avg, Errnos: errnos}
+		rows = append(rows, rec.Encode())
 	}
 	return rows, nil
 }

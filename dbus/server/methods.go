@@ -71,7 +71,7 @@ func (a *assistant) GetProcesses(msg dbus.Message, options map[string]dbus.Varia
 	}
 	procs = make([]map[string]dbus.Variant, 0, len(list))
 	for i := range list {
-		procs = append(procs, processToDBus(&list[i], callerUID))
+		procs = append(procs, processToDBus(&list[i], callerUID, nil))
 	}
 	return procs, nil
 }
@@ -98,14 +98,15 @@ func (a *assistant) GetProcess(msg dbus.Message, pid uint32) (info map[string]db
 	if err != nil {
 		return nil, ToDBus(err)
 	}
-	info = processToDBus(&p, callerUID)
+	var baseline *api.Baseline
 	if a.s.cfg.Baselines != nil {
 		// The learned normal next to the current values.
 		if bl, ok := a.s.cfg.Baselines.Get(p.Comm); ok {
-			info["baseline"] = dbus.MakeVariant(baselineToDBus(bl))
+			b := baselineOf(bl)
+			baseline = &b
 		}
 	}
-	return info, nil
+	return processToDBus(&p, callerUID, baseline), nil
 }
 
 func (a *assistant) processTable() (*sensors.ProcessTable, *dbus.Error) {
@@ -119,33 +120,17 @@ func (a *assistant) processTable() (*sensors.ProcessTable, *dbus.Error) {
 
 // processToDBus converts a process for a caller. Only root and the owner see
 // the command line: it can carry secrets (tokens passed as arguments).
-func processToDBus(p *sensors.Process, callerUID uint32) map[string]dbus.Variant {
-	m := map[string]dbus.Variant{
-		"pid":            dbus.MakeVariant(p.PID),
-		"ppid":           dbus.MakeVariant(p.PPID),
-		"uid":            dbus.MakeVariant(p.UID),
-		"user":           dbus.MakeVariant(p.User),
-		"comm":           dbus.MakeVariant(p.Comm),
-		"state":          dbus.MakeVariant(p.State),
-		"start_time":     dbus.MakeVariant(p.StartTime),
-		"nice":           dbus.MakeVariant(p.Nice),
-		"threads":        dbus.MakeVariant(p.Threads),
-		"rss_bytes":      dbus.MakeVariant(p.RSSBytes),
-		"cpu_percent":    dbus.MakeVariant(p.CPUPercent),
-		"io_read_bytes":  dbus.MakeVariant(p.IOReadBytes),
-		"io_write_bytes": dbus.MakeVariant(p.IOWriteBytes),
-		"kernel_thread":  dbus.MakeVariant(p.KernelThread),
+func processToDBus(p *sensors.Process, callerUID uint32, baseline *api.Baseline) map[string]dbus.Variant {
+	rec := api.Process{
+		PID: p.PID, PPID: p.PPID, UID: p.UID, User: p.User, Comm: p.Comm, State: p.State,
+		StartTime: p.StartTime, Nice: p.Nice, Threads: p.Threads, RSSBytes: p.RSSBytes,
+		CPUPercent: p.CPUPercent, IOReadBytes: p.IOReadBytes, IOWriteBytes: p.IOWriteBytes,
+		KernelThread: p.KernelThread, Cgroup: p.Cgroup, Unit: p.Unit, Baseline: baseline,
 	}
 	if callerUID == 0 || callerUID == p.UID {
-		m["cmdline"] = dbus.MakeVariant(p.Cmdline)
+		rec.Cmdline = &p.Cmdline
 	}
-	if p.Cgroup != "" {
-		m["cgroup"] = dbus.MakeVariant(p.Cgroup)
-	}
-	if p.Unit != "" {
-		m["unit"] = dbus.MakeVariant(p.Unit)
-	}
-	return m
+	return rec.Encode()
 }
 
 // optionReader reads known keys of an a{sv} options dictionary. Unknown keys

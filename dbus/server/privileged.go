@@ -138,14 +138,12 @@ func (a *assistant) GetUnit(msg dbus.Message, unit string) (out map[string]dbus.
 	if err != nil {
 		return nil, ToDBus(err)
 	}
-	return map[string]dbus.Variant{
-		"unit": dbus.MakeVariant(st.Unit), "description": dbus.MakeVariant(st.Description),
-		"load_state": dbus.MakeVariant(st.LoadState), "active_state": dbus.MakeVariant(st.ActiveState),
-		"sub_state": dbus.MakeVariant(st.SubState), "result": dbus.MakeVariant(st.Result),
-		"restarts": dbus.MakeVariant(st.Restarts), "main_pid": dbus.MakeVariant(st.MainPID),
-		"exec_main_status":          dbus.MakeVariant(st.ExecMainStatus),
-		"active_enter_timestamp_us": dbus.MakeVariant(st.ActiveEnterTimestampUS),
-	}, nil
+	rec := api.Unit{
+		Unit: st.Unit, Description: st.Description, LoadState: st.LoadState, ActiveState: st.ActiveState,
+		SubState: st.SubState, Result: st.Result, Restarts: st.Restarts, MainPID: st.MainPID,
+		ExecMainStatus: st.ExecMainStatus, ActiveEnterTimestampUS: st.ActiveEnterTimestampUS,
+	}
+	return rec.Encode(), nil
 }
 
 // onProcess pins the target, authorizes the caller for it and acts.

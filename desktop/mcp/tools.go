@@ -177,7 +177,7 @@ func (b *Bridge) status(ctx context.Context) (SystemStatus, error) {
 		out.Pressure[k] = PSI{v[0], v[1], v[2]}
 	}
 	for _, a := range st.ActiveAlerts {
-		out.ActiveAlerts = append(out.ActiveAlerts, AlertSummary{ID: client.String(a["id"]), Severity: client.String(a["severity"]), Kind: client.String(a["kind"]), Summary: client.String(a["summary"])})
+		out.ActiveAlerts = append(out.ActiveAlerts, AlertSummary{ID: a.ID, Severity: a.Severity, Kind: a.Kind, Summary: a.Summary})
 	}
 	top, err := b.topProcesses(ctx)
 	if err != nil {
@@ -198,7 +198,7 @@ func (b *Bridge) topProcesses(ctx context.Context) ([]ProcessSummary, error) {
 		return top, nil
 	}
 	b.mu.Unlock()
-	procs, err := b.client.Processes(ctx, map[string]any{"sort_by": "cpu", "limit": uint32(topProcesses)})
+	procs, err := b.client.ListProcesses(ctx, client.ProcessQuery{SortBy: "cpu", Limit: topProcesses})
 	if err != nil {
 		return nil, err
 	}
@@ -245,15 +245,15 @@ func (b *Bridge) listProcesses(ctx context.Context, req mcp.CallToolRequest) (*m
 	if errRes != nil {
 		return errRes, nil
 	}
-	opts := map[string]any{"sort_by": sortBy, "limit": uint32(limit)}
+	q := client.ProcessQuery{SortBy: sortBy, Limit: uint32(limit)}
 	if u := req.GetString("user", ""); u != "" {
 		uid, err := lookupUID(u)
 		if err != nil {
 			return mcp.NewToolResultError(err.Error()), nil
 		}
-		opts["uid"] = uid
+		q.UID = &uid
 	}
-	procs, err := b.client.Processes(ctx, opts)
+	procs, err := b.client.ListProcesses(ctx, q)
 	if err != nil {
 		return daemonError("list processes", err), nil
 	}
@@ -272,21 +272,22 @@ func (b *Bridge) processDetails(ctx context.Context, req mcp.CallToolRequest) (*
 	if errRes != nil {
 		return errRes, nil
 	}
-	info, err := b.client.Process(ctx, uint32(pid))
+	info, err := b.client.GetProcess(ctx, uint32(pid))
 	if err != nil {
 		return daemonError(fmt.Sprintf("read process %d", pid), err), nil
 	}
-	out := ProcessDetails{Process: plainMap(info), RecentEvents: []map[string]any{}}
+	out := ProcessDetails{Process: plainMap(info.Encode()), RecentEvents: []map[string]any{}}
 	if bl, ok := out.Process["baseline"].(map[string]any); ok {
 		out.Baseline = bl
 		delete(out.Process, "baseline")
 	}
-	evs, _, err := b.lastEvents(ctx, map[string]any{"pid": uint32(pid)}, 10)
+	p32 := uint32(pid)
+	evs, _, err := b.lastEvents(ctx, client.EventFilter{PID: &p32}, 10)
 	if err == nil {
 		out.RecentEvents = evs
 	}
-	text := fmt.Sprintf("pid %d %v (%v), state %v, cpu %.0f%%, rss %s, start_time %v", pid, out.Process["comm"], out.Process["user"],
-		out.Process["state"], out.Process["cpu_percent"], api.HumanBytes(client.Uint(out.Process["rss_bytes"])), out.Process["start_time"])
+	text := fmt.Sprintf("pid %d %s (%s), state %s, cpu %.0f%%, rss %s, start_time %d", pid, info.Comm, info.User,
+		info.State, info.CPUPercent, api.HumanBytes(info.RSSBytes), info.StartTime)
 	return mcp.NewToolResultStructured(out, text), nil
 }
 
@@ -295,7 +296,7 @@ func (b *Bridge) recentEvents(ctx context.Context, req mcp.CallToolRequest) (*mc
 	if errRes != nil {
 		return errRes, nil
 	}
-	filter := map[string]any{}
+	var filter client.EventFilter
 	if k := req.GetString("kind", ""); k != "" {
 		var kinds []string
 		for _, s := range strings.Split(k, ",") {
@@ -303,7 +304,7 @@ func (b *Bridge) recentEvents(ctx context.Context, req mcp.CallToolRequest) (*mc
 				kinds = append(kinds, s)
 			}
 		}
-		filter["kind"] = kinds
+		filter.Kinds = kinds
 	}
 	var page EventPage
 	if _, has := req.GetArguments()["after_seq"]; has {
@@ -311,11 +312,11 @@ func (b *Bridge) recentEvents(ctx context.Context, req mcp.CallToolRequest) (*mc
 		if errRes != nil {
 			return errRes, nil
 		}
-		last, evs, err := b.client.Events(ctx, uint64(after), uint32(limit), filter)
+		last, evs, err := b.client.GetEvents(ctx, uint64(after), uint32(limit), filter)
 		if err != nil {
 			return daemonError("read events", err), nil
 		}
-		page = EventPage{Events: plainList(evs), LastSeq: last}
+		page = EventPage{Events: eventMaps(evs), LastSeq: last}
 	} else {
 		evs, last, err := b.lastEvents(ctx, filter, limit)
 		if err != nil {
@@ -335,8 +336,8 @@ func (b *Bridge) recentEvents(ctx context.Context, req mcp.CallToolRequest) (*mc
 
 // lastEvents returns the newest n events matching filter, oldest first,
 // and the journal's newest seq.
-func (b *Bridge) lastEvents(ctx context.Context, filter map[string]any, n int) ([]map[string]any, uint64, error) {
-	newest, _, err := b.client.Events(ctx, math.MaxUint64-1, 1, nil)
+func (b *Bridge) lastEvents(ctx context.Context, filter client.EventFilter, n int) ([]map[string]any, uint64, error) {
+	newest, err := b.client.NewestSeq(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -348,11 +349,11 @@ func (b *Bridge) lastEvents(ctx context.Context, filter map[string]any, n int) (
 		}
 		found = found[:0]
 		for seq := start; seq < newest; {
-			last, evs, err := b.client.Events(ctx, seq, 1000, filter)
+			last, evs, err := b.client.GetEvents(ctx, seq, 1000, filter)
 			if err != nil {
 				return nil, 0, err
 			}
-			found = append(found, plainList(evs)...)
+			found = append(found, eventMaps(evs)...)
 			if len(evs) == 0 || last <= seq {
 				break
 			}
@@ -376,19 +377,19 @@ func (b *Bridge) unitStatus(ctx context.Context, req mcp.CallToolRequest) (*mcp.
 	if err != nil || unit == "" {
 		return mcp.NewToolResultError(`unit is required: a full unit name such as "cups.service"`), nil
 	}
-	st, err := b.client.Unit(ctx, unit)
+	st, err := b.client.GetUnit(ctx, unit)
 	if err != nil {
 		return daemonError("read unit "+unit, err), nil
 	}
-	out := UnitReport{Unit: plainMap(st), RecentFailures: []map[string]any{}}
-	if evs, _, err := b.lastEvents(ctx, map[string]any{"kind": []string{"unit.failed"}}, maxEvents); err == nil {
+	out := UnitReport{Unit: plainMap(st.Encode()), RecentFailures: []map[string]any{}}
+	if evs, _, err := b.lastEvents(ctx, client.EventFilter{Kinds: []string{api.KindUnitFailed}}, maxEvents); err == nil {
 		for _, ev := range evs {
 			if ev["unit"] == unit {
 				out.RecentFailures = append(out.RecentFailures, ev)
 			}
 		}
 	}
-	text := fmt.Sprintf("%s: %v (%v), %d recent failures", unit, out.Unit["active_state"], out.Unit["sub_state"], len(out.RecentFailures))
+	text := fmt.Sprintf("%s: %s (%s), %d recent failures", unit, st.ActiveState, st.SubState, len(out.RecentFailures))
 	return mcp.NewToolResultStructured(out, text), nil
 }
 
@@ -405,7 +406,7 @@ func (b *Bridge) signalProcess(ctx context.Context, req mcp.CallToolRequest) (*m
 	if err != nil {
 		return mcp.NewToolResultError("signal is required: TERM, KILL, INT, HUP, STOP or CONT"), nil
 	}
-	if err := b.act(ctx, "SignalProcess", uint32(pid), uint64(start), sig, b.actOptions()); err != nil {
+	if err := b.client.SignalProcess(ctx, uint32(pid), uint64(start), sig, b.callOptions()); err != nil {
 		return refused(fmt.Sprintf("send %s to pid %d", sig, pid), err), nil
 	}
 	return mcp.NewToolResultStructured(ActionResult{Done: true, Message: fmt.Sprintf("sent %s to pid %d", sig, pid)}, fmt.Sprintf("Sent %s to pid %d.", sig, pid)), nil
@@ -427,7 +428,7 @@ func (b *Bridge) setPriority(ctx context.Context, req mcp.CallToolRequest) (*mcp
 	if nice == math.MinInt32 {
 		return mcp.NewToolResultError("nice is required: -20 (highest priority) to 19 (lowest)"), nil
 	}
-	if err := b.act(ctx, "SetProcessPriority", uint32(pid), uint64(start), int32(nice), b.actOptions()); err != nil {
+	if err := b.client.SetProcessPriority(ctx, uint32(pid), uint64(start), int32(nice), b.callOptions()); err != nil {
 		return refused(fmt.Sprintf("set the nice value of pid %d to %d", pid, nice), err), nil
 	}
 	msg := fmt.Sprintf("set the nice value of pid %d to %d", pid, nice)
@@ -443,29 +444,18 @@ func (b *Bridge) manageUnit(ctx context.Context, req mcp.CallToolRequest) (*mcp.
 	if err != nil {
 		return mcp.NewToolResultError("verb is required: start, stop, restart or reload"), nil
 	}
-	call := b.call(ctx, "ManageUnit", unit, verb, b.actOptions())
-	if call.Err != nil {
-		return refused(verb+" "+unit, call.Err), nil
+	job, err := b.client.ManageUnit(ctx, unit, verb, b.callOptions())
+	if err != nil {
+		return refused(verb+" "+unit, err), nil
 	}
-	var job dbus.ObjectPath
-	call.Store(&job)
 	msg := fmt.Sprintf("systemd queued %s of %s", verb, unit)
 	return mcp.NewToolResultStructured(ActionResult{Done: true, Message: msg, Job: string(job)}, msg+"."), nil
 }
 
-func (b *Bridge) actOptions() map[string]dbus.Variant { return client.Options(nil) }
-
-func (b *Bridge) act(ctx context.Context, method string, args ...any) error {
-	return b.call(ctx, method, args...).Err
-}
-
-// call sends a write: with the interactive-authorization flag when the
-// bridge allows prompting the user, plainly otherwise.
-func (b *Bridge) call(ctx context.Context, method string, args ...any) *dbus.Call {
-	if b.opts.Interactive {
-		return b.client.CallInteractive(ctx, method, args...)
-	}
-	return b.client.Conn().Object(api.BusName, api.ObjectPath).CallWithContext(ctx, api.Interface+"."+method, 0, args...)
+// callOptions: writes carry the interactive-authorization flag when the
+// bridge allows prompting the user.
+func (b *Bridge) callOptions() client.CallOptions {
+	return client.CallOptions{Interactive: b.opts.Interactive}
 }
 
 // refused explains a failed write in words a model can relay: what was
@@ -491,7 +481,7 @@ func daemonError(what string, err error) *mcp.CallToolResult {
 	name := api.ErrorName(err)
 	msg := api.ErrorMessage(err)
 	switch name {
-	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
+	case api.ErrServiceUnknown, api.ErrNameHasNoOwner:
 		return mcp.NewToolResultErrorf("Could not %s: npllmd is not running on the system bus.", what)
 	case api.ErrNotSupported:
 		return mcp.NewToolResultErrorf("Could not %s: not supported on this machine: %s", what, msg)
@@ -569,12 +559,12 @@ func lookupUID(u string) (uint32, error) {
 	return uint32(n), nil
 }
 
-func processSummary(p map[string]dbus.Variant) ProcessSummary {
-	s := ProcessSummary{PID: uint32(client.Uint(p["pid"])), StartTime: client.Uint(p["start_time"]), Comm: client.String(p["comm"]),
-		User: client.String(p["user"]), UID: uint32(client.Uint(p["uid"])), State: client.String(p["state"]), RSSBytes: client.Uint(p["rss_bytes"]),
-		Cmdline: client.String(p["cmdline"])}
-	s.CPUPercent, _ = p["cpu_percent"].Value().(float64)
-	s.CPUPercent = round2(s.CPUPercent)
+func processSummary(p api.Process) ProcessSummary {
+	s := ProcessSummary{PID: p.PID, StartTime: p.StartTime, Comm: p.Comm, User: p.User, UID: p.UID, State: p.State,
+		RSSBytes: p.RSSBytes, CPUPercent: round2(p.CPUPercent)}
+	if p.Cmdline != nil {
+		s.Cmdline = *p.Cmdline
+	}
 	if len(s.Cmdline) > 200 {
 		s.Cmdline = s.Cmdline[:200] + "…"
 	}
@@ -582,14 +572,15 @@ func processSummary(p map[string]dbus.Variant) ProcessSummary {
 }
 
 func plainMap(m map[string]dbus.Variant) map[string]any {
-	out, _ := client.Plain(m).(map[string]any)
+	out, _ := api.Plain(m).(map[string]any)
 	return out
 }
 
-func plainList(l []map[string]dbus.Variant) []map[string]any {
-	out := make([]map[string]any, 0, len(l))
-	for _, m := range l {
-		out = append(out, plainMap(m))
+// eventMaps are events as GetEvents sends them, for the tools' JSON.
+func eventMaps(evs []api.Event) []map[string]any {
+	out := make([]map[string]any, 0, len(evs))
+	for i := range evs {
+		out = append(out, plainMap(evs[i].Encode()))
 	}
 	return out
 }
