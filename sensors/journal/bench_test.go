@@ -3,14 +3,13 @@ package journal
 import (
 	"testing"
 
+	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/sensors"
 )
 
 func exampleExec() sensors.Event {
-	return sensors.Event{Kind: "process.exec", PID: 4242, UID: 1000, HasUID: true, Fields: map[string]any{
-		"pid": uint32(4242), "ppid": uint32(1), "uid": uint32(1000), "comm": "true", "filename": "/bin/true",
-		"argv": []string{"/bin/true", "--flag"}, "start_time": uint64(123456), "cgroup_id": uint64(77),
-	}}
+	return sensors.Event{Kind: api.KindProcessExec, PID: 4242, UID: 1000, HasUID: true,
+		PPID: 1, Comm: "true", Filename: "/bin/true", Argv: []string{"/bin/true", "--flag"}, StartTime: 123456, CgroupID: 77}
 }
 
 // BenchmarkAppendCommit measures the journal's cost per event: encode,
