@@ -79,17 +79,16 @@ func TestOOMKillRaisesAnAlertWhosePrivateDetailsOnlyTheOwnerSees(t *testing.T) {
 	}
 	found := false
 	for _, a := range st.ActiveAlerts {
-		found = found || a["id"].Value() == id
+		found = found || a.ID == id
 	}
 	if !found {
 		t.Errorf("%s not in ActiveAlerts %v", id, st.ActiveAlerts)
 	}
-	a, err := c.Alert(context.Background(), id)
+	a, err := c.GetAlert(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	private, _ := a["private"].Value().(map[string]dbus.Variant)
-	if cg, _ := private["cgroup"].Value().(string); !strings.Contains(cg, "npllm-test-mem") {
+	if cg, _ := a.Private["cgroup"].Value().(string); !strings.Contains(cg, "npllm-test-mem") {
 		t.Errorf("root's GetAlert: %v", a)
 	}
 	alice, err := testbus.EnsureUser("npllm-alice")
@@ -151,8 +150,8 @@ func TestThresholdsComeFromTheFileAndChangeOnlyWithPolkit(t *testing.T) {
 	defer conn.Close()
 	c := client.NewClient(conn)
 	ctx := context.Background()
-	cfg, err := c.Configuration(ctx)
-	if err != nil || cfg["disk_warning_percent"].Value() != 80.0 || cfg["memory_pressure_sustain"].Value() != "10s" {
+	cfg, err := c.GetConfiguration(ctx)
+	if err != nil || cfg["disk_warning_percent"] != 80.0 || cfg["memory_pressure_sustain"] != "10s" {
 		t.Fatalf("configuration %v %v", err, cfg)
 	}
 	alice, err := testbus.EnsureUser("npllm-alice")
@@ -173,13 +172,13 @@ func TestThresholdsComeFromTheFileAndChangeOnlyWithPolkit(t *testing.T) {
 	if err := call(map[string]any{"disk_critical_percent": 10.0}); api.ErrorName(err) != api.ErrInvalidArgument {
 		t.Errorf("critical below warning: %v", err)
 	}
-	if cfg, _ := c.Configuration(ctx); cfg["disk_warning_percent"].Value() != 80.0 {
+	if cfg, _ := c.GetConfiguration(ctx); cfg["disk_warning_percent"] != 80.0 {
 		t.Errorf("a refused change changed something: %v", cfg["disk_warning_percent"])
 	}
 	if err := call(map[string]any{"disk_warning_percent": 85.0, "cpu_runaway_after": "30s"}); err != nil {
 		t.Fatal(err)
 	}
-	if cfg, _ := c.Configuration(ctx); cfg["disk_warning_percent"].Value() != 85.0 || cfg["cpu_runaway_after"].Value() != "30s" {
+	if cfg, _ := c.GetConfiguration(ctx); cfg["disk_warning_percent"] != 85.0 || cfg["cpu_runaway_after"] != "30s" {
 		t.Errorf("after Configure: %v", cfg)
 	}
 }
@@ -210,14 +209,14 @@ process_sample_interval = "200ms"
 			t.Fatal(err)
 		}
 	}
-	var bl map[string]dbus.Variant
+	var bl api.Baseline
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if bl, err = c.Baseline(ctx, "self"); err == nil && bl["runs"].Value().(uint64) >= 3 {
+		if bl, err = c.GetBaseline(ctx, "self"); err == nil && bl.Runs >= 3 {
 			break
 		}
 	}
-	p95, _ := bl["rss_p95_bytes"].Value().(uint64)
-	if bl == nil || bl["runs"].Value().(uint64) < 3 || p95 < 8<<20 || p95 > 40<<20 {
+	p95 := bl.RSSP95Bytes
+	if bl.Runs < 3 || p95 < 8<<20 || p95 > 40<<20 {
 		t.Fatalf("baseline after three 8 MiB runs: %v %v", err, bl)
 	}
 	balloon := footprint("150", "4000")
@@ -232,12 +231,12 @@ process_sample_interval = "200ms"
 	if d := sig.Body[3].(map[string]dbus.Variant); d["baseline_p95_rss_bytes"].Value() != p95 {
 		t.Errorf("anomaly details %v", d)
 	}
-	info, err := c.Process(ctx, pid)
+	info, err := c.GetProcess(ctx, pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if shown, ok := info["baseline"].Value().(map[string]dbus.Variant); !ok || shown["rss_p95_bytes"].Value() != p95 {
-		t.Errorf("GetProcess shows no baseline: %v", info["baseline"])
+	if info.Baseline == nil || info.Baseline.RSSP95Bytes != p95 {
+		t.Errorf("GetProcess shows no baseline: %+v", info.Baseline)
 	}
 	balloon.Process.Signal(syscall.SIGKILL)
 	balloon.Wait()
@@ -247,14 +246,14 @@ process_sample_interval = "200ms"
 		t.Fatal(err)
 	}
 	b.DaemonForTest(t, bin("npllmd"))
-	if bl, err := c.Baseline(ctx, "self"); err != nil || bl["runs"].Value().(uint64) < 3 {
+	if bl, err := c.GetBaseline(ctx, "self"); err != nil || bl.Runs < 3 {
 		t.Fatalf("baseline after a restart: %v %v", err, bl)
 	}
 	out, err := ctl(b, "baseline", "self", "--forget").CombinedOutput()
 	if err != nil {
 		t.Fatalf("forget: %v %s", err, out)
 	}
-	if _, err := c.Baseline(ctx, "self"); api.ErrorName(err) != api.ErrInvalidArgument {
+	if _, err := c.GetBaseline(ctx, "self"); api.ErrorName(err) != api.ErrInvalidArgument {
 		t.Errorf("after --forget: %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -193,7 +192,7 @@ func BenchmarkSustainedExecs(b *testing.B) {
 		}
 		var seq uint64
 		for {
-			last, evs, err := c.Events(context.Background(), seq, 1000, map[string]any{"kind": "process.exec"})
+			last, evs, err := wireEvents(c, seq, 1000, map[string]any{"kind": "process.exec"})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -242,7 +241,7 @@ func BenchmarkOOMKillToAlert(b *testing.B) {
 					b.Fatal("no Alert for an OOM kill")
 				}
 			}
-			_, evs, err := c.Events(context.Background(), seq-1, 1, nil)
+			_, evs, err := wireEvents(c, seq-1, 1, nil)
 			if err != nil || len(evs) != 1 {
 				b.Fatalf("event %d: %v %v", seq, err, evs)
 			}

@@ -270,7 +270,7 @@ func TestMalformedCallsGetNamedErrorsAndDaemonKeepsServing(t *testing.T) {
 	if _, done := d.Wait(0); done {
 		t.Fatal("daemon exited")
 	}
-	if procs, err := c.Processes(context.Background(), map[string]any{"limit": uint32(3)}); err != nil || len(procs) != 3 {
+	if procs, err := c.ListProcesses(context.Background(), client.ProcessQuery{Limit: 3}); err != nil || len(procs) != 3 {
 		t.Fatalf("GetProcesses after bad input: %d rows, %v", len(procs), err)
 	}
 }
@@ -288,9 +288,13 @@ func TestGetProcessDescribesARealProcess(t *testing.T) {
 	}
 	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
 	pid := uint32(sleeper.Process.Pid)
-	info, err := c.Process(context.Background(), pid)
-	if err != nil {
+	// The wire form: every key GetProcess promises, with its D-Bus type.
+	var info map[string]dbus.Variant
+	if err := c.Conn().Object(api.BusName, api.ObjectPath).Call(api.Interface+".GetProcess", 0, pid).Store(&info); err != nil {
 		t.Fatal(err)
+	}
+	if p, err := c.GetProcess(context.Background(), pid); err != nil || p.Cmdline == nil || *p.Cmdline != "sleep 3600" || p.StartTime == 0 {
+		t.Errorf("typed GetProcess: %+v %v", p, err)
 	}
 	stat, _ := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/stat")
 	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
@@ -398,17 +402,21 @@ func TestNpllmctlStatusAndTopWorkAsAnUnprivilegedUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := alice.Command(b, bin("npllmctl"), "--json", "status").Output()
-	if err != nil {
-		t.Fatalf("npllmctl status: %v", err)
+	// Global flags go before or after the command.
+	for _, args := range [][]string{{"--json", "status"}, {"status", "--json"}, {"status", "--timeout", "30s", "--json"}} {
+		out, err := alice.Command(b, bin("npllmctl"), args...).Output()
+		if err != nil {
+			t.Fatalf("npllmctl %v: %v", args, err)
+		}
+		var st map[string]any
+		if err := json.Unmarshal(out, &st); err != nil {
+			t.Fatalf("npllmctl %v is not JSON: %v\n%s", args, err, out)
+		}
+		if total, _ := st["memory_total_bytes"].(float64); uint64(total) != meminfoBytes(t, "MemTotal") {
+			t.Errorf("npllmctl %v: memory_total_bytes = %v", args, st["memory_total_bytes"])
+		}
 	}
-	var st map[string]any
-	if err := json.Unmarshal(out, &st); err != nil {
-		t.Fatalf("status --json is not JSON: %v\n%s", err, out)
-	}
-	if uint64(st["memory_total_bytes"].(float64)) != meminfoBytes(t, "MemTotal") {
-		t.Errorf("memory_total_bytes = %v", st["memory_total_bytes"])
-	}
+	var out []byte
 	out, err = alice.Command(b, bin("npllmctl"), "status").Output()
 	if err != nil || !strings.Contains(string(out), "health:") || !strings.Contains(string(out), "memory") {
 		t.Errorf("npllmctl status: %v\n%s", err, out)

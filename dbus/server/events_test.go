@@ -17,6 +17,16 @@ import (
 	"github.com/npllm/npllm/dbus/testbus"
 )
 
+// wireEvents calls GetEvents with a raw filter and returns the events as
+// sent: these tests check the wire format itself (the typed client's
+// decoding is tested in dbus/api).
+func wireEvents(c *client.Client, after uint64, max uint32, filter map[string]any) (uint64, []map[string]dbus.Variant, error) {
+	var last uint64
+	var evs []map[string]dbus.Variant
+	err := c.Conn().Object(api.BusName, api.ObjectPath).Call(api.Interface+".GetEvents", 0, after, max, api.Options(filter)).Store(&last, &evs)
+	return last, evs, err
+}
+
 // allEvents pages through GetEvents until it has seen what the daemon has
 // committed, waiting up to 5 s for until to hold.
 func allEvents(t *testing.T, c *client.Client, filter map[string]any, until func([]map[string]dbus.Variant) bool) []map[string]dbus.Variant {
@@ -25,7 +35,7 @@ func allEvents(t *testing.T, c *client.Client, filter map[string]any, until func
 	var seq uint64
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		last, evs, err := c.Events(context.Background(), seq, 1000, filter)
+		last, evs, err := wireEvents(c, seq, 1000, filter)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/client"
 	"github.com/npllm/npllm/dbus/testbus"
 )
 
@@ -143,7 +145,7 @@ func startHog(t testing.TB, addToCgroup func(int)) *exec.Cmd {
 }
 
 func TestRealOOMKillInAMemoryLimitedCgroupIsJournaled(t *testing.T) {
-	_, _, c := startDaemon(t)
+	b, _, c := startDaemon(t)
 	if row := sensorRow(t, c, "oom"); row.Variant != "tp_btf" {
 		t.Fatalf("oom sensor: %+v", row)
 	}
@@ -162,6 +164,25 @@ func TestRealOOMKillInAMemoryLimitedCgroupIsJournaled(t *testing.T) {
 	}
 	if cg := ev["cgroup"].Value().(string); !strings.Contains(cg, "npllm-test-mem") {
 		t.Errorf("cgroup %q", cg)
+	}
+	// npllmctl shows it, one JSON object per line, with --json last.
+	out, err := ctl(b, "events", "--kind", "oom.kill", "--after", "0", "--limit", "1000", "--json").Output()
+	if err != nil {
+		t.Fatalf("npllmctl events --kind oom.kill --json: %v", err)
+	}
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if m["kind"] != "oom.kill" {
+			t.Errorf("--kind oom.kill printed %v", m["kind"])
+		}
+		found = found || (m["pid"] == float64(pid) && m["comm"] == "self")
+	}
+	if !found {
+		t.Errorf("npllmctl events --kind oom.kill --json lacks pid %d:\n%s", pid, out)
 	}
 }
 
@@ -289,7 +310,7 @@ func TestSyscallSensorIsOffUntilRootSwitchesItOnThenCountsErrors(t *testing.T) {
 	if row := sensorRow(t, c, "syscalls"); row.State != "disabled" {
 		t.Fatalf("syscalls sensor should be off by default: %+v", row)
 	}
-	if _, err := c.SyscallStats(ctx, nil); api.ErrorName(err) != api.ErrNotSupported || !strings.Contains(api.ErrorMessage(err), "switched off") {
+	if _, err := c.GetSyscallStats(ctx, client.SyscallQuery{}); api.ErrorName(err) != api.ErrNotSupported || !strings.Contains(api.ErrorMessage(err), "switched off") {
 		t.Fatalf("stats while off: %v", err)
 	}
 	alice, err := testbus.EnsureUser("npllm-alice")
@@ -314,7 +335,7 @@ func TestSyscallSensorIsOffUntilRootSwitchesItOnThenCountsErrors(t *testing.T) {
 	if err := helper.Run(); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := c.SyscallStats(ctx, map[string]any{"pid": uint32(helper.Process.Pid), "syscall": "flock"})
+	rows, err := c.GetSyscallStats(ctx, client.SyscallQuery{PID: uint32(helper.Process.Pid), Syscall: "flock"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,11 +343,10 @@ func TestSyscallSensorIsOffUntilRootSwitchesItOnThenCountsErrors(t *testing.T) {
 		t.Fatalf("rows for the helper's flock: %v", rows)
 	}
 	r := rows[0]
-	errnos, _ := r["errnos"].Value().(map[string]uint64)
-	if r["count"].Value() != uint64(flockFailures) || r["errors"].Value() != uint64(flockFailures) || errnos["EBADF"] != flockFailures || r["comm"].Value() != "self" {
+	if r.Count != uint64(flockFailures) || r.Errors != uint64(flockFailures) || r.Errnos["EBADF"] != flockFailures || r.Comm != "self" {
 		t.Errorf("flock row: %v", r)
 	}
-	if _, err := c.SyscallStats(ctx, map[string]any{"syscall": "frobnicate"}); api.ErrorName(err) != api.ErrInvalidArgument {
+	if _, err := c.GetSyscallStats(ctx, client.SyscallQuery{Syscall: "frobnicate"}); api.ErrorName(err) != api.ErrInvalidArgument {
 		t.Errorf("unknown syscall name: %v", err)
 	}
 	// npllmctl shows the same row.
@@ -355,29 +375,29 @@ func TestHistogramsAreReadFromTheKernel(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	for _, tc := range []struct{ name, series string }{{"runq_latency", "all"}, {"block_io_latency", "read"}, {"block_io_latency", "write"}} {
-		h, err := c.Histogram(ctx, tc.name, map[string]any{"series": tc.series})
+		h, err := c.GetHistogram(ctx, tc.name, tc.series)
 		if err != nil {
 			t.Fatalf("%s/%s: %v", tc.name, tc.series, err)
 		}
-		counts := h["counts"].Value().([]uint64)
+		counts := h.Counts
 		var sum uint64
 		for _, n := range counts {
 			sum += n
 		}
-		if sum == 0 || sum != h["total"].Value().(uint64) || len(h["bucket_low"].Value().([]uint64)) != len(counts) {
+		if sum == 0 || sum != h.Total || len(h.BucketLow) != len(counts) {
 			t.Errorf("%s/%s: %v", tc.name, tc.series, h)
 		}
 		if tc.name == "block_io_latency" && sum < 32 {
 			t.Errorf("%s: %d samples after 32 direct requests", tc.series, sum)
 		}
-		if p50, p99 := h["p50"].Value().(uint64), h["p99"].Value().(uint64); p50 == 0 || p99 < p50 {
+		if p50, p99 := h.P50, h.P99; p50 == 0 || p99 < p50 {
 			t.Errorf("%s: p50 %d p99 %d", tc.name, p50, p99)
 		}
 	}
-	if _, err := c.Histogram(ctx, "block_io_latency", map[string]any{"series": "sideways"}); api.ErrorName(err) != api.ErrInvalidArgument {
+	if _, err := c.GetHistogram(ctx, "block_io_latency", "sideways"); api.ErrorName(err) != api.ErrInvalidArgument {
 		t.Errorf("unknown series: %v", err)
 	}
-	if _, err := c.Histogram(ctx, "nope", nil); api.ErrorName(err) != api.ErrInvalidArgument {
+	if _, err := c.GetHistogram(ctx, "nope", ""); api.ErrorName(err) != api.ErrInvalidArgument {
 		t.Errorf("unknown histogram: %v", err)
 	}
 	out, err := ctl(b, "hist", "runq_latency").CombinedOutput()

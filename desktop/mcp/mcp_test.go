@@ -315,11 +315,11 @@ func TestUserCannotSignalRootsProcessThroughTheBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	info, err := client.NewClient(conn).Process(context.Background(), uint32(victim.Process.Pid))
+	info, err := client.NewClient(conn).GetProcess(context.Background(), uint32(victim.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := info["start_time"].Value().(uint64)
+	start := info.StartTime
 	// The SDK client spawns the bridge as alice.
 	asAlice := []string{"setpriv", "--reuid=" + strconv.Itoa(int(alice.UID)), "--regid=" + strconv.Itoa(int(alice.GID)), "--clear-groups", "--",
 		bin("npllm-agent"), "mcp"}
