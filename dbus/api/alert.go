@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"reflect"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -53,6 +54,11 @@ func (a *Alert) fromDetails() {
 	a.StartTime = a.Uint("start_time")
 	a.Comm = a.String("comm")
 	a.Unit = a.String("unit")
+}
+
+// SignalBody is the body of the Alert signal for a, (sssa{sv}).
+func (a *Alert) SignalBody() []any {
+	return []any{a.ID, a.Severity, a.Kind, a.Details}
 }
 
 // DecodeAlertSignal reads the body of an Alert signal, (sssa{sv}),
@@ -116,9 +122,15 @@ func (r *variantReader) get(key string, dst any) {
 	if !ok {
 		return
 	}
-	if err := dbus.Store([]any{v.Value()}, dst); err != nil && r.err == nil {
-		r.err = fmt.Errorf("%s: %q is %s: %w", r.what, key, v.Signature(), err)
+	d := reflect.ValueOf(dst).Elem()
+	x := reflect.ValueOf(v.Value())
+	if !x.IsValid() || x.Type() != d.Type() {
+		if r.err == nil {
+			r.err = fmt.Errorf("%s: %q is %s, want %s", r.what, key, v.Signature(), d.Type())
+		}
+		return
 	}
+	d.Set(x)
 }
 
 func (r *variantReader) str(key string, dst *string) { r.get(key, dst) }

@@ -20,6 +20,10 @@ const (
 	BusName    = "org.npllm.Assistant"
 	ObjectPath = dbus.ObjectPath("/org/npllm/Assistant1")
 	Interface  = "org.npllm.Assistant1"
+
+	// Signals of Interface, as godbus names them (interface.member).
+	SignalAlert        = Interface + ".Alert"
+	SignalAlertCleared = Interface + ".AlertCleared"
 )
 
 // InterfaceXML is the hand-written contract, served by Introspect and

@@ -28,20 +28,25 @@ func DecodeStatus(all map[string]dbus.Variant) (*Status, error) {
 	var load struct{ A, B, C float64 }
 	var pressure map[string]struct{ A, B, C float64 }
 	var alerts []map[string]dbus.Variant
+	// The signatures are the XML's; checking them first keeps godbus's
+	// lenient Store from turning a number into a string.
 	fields := []struct {
-		name string
-		dst  any
+		name, sig string
+		dst       any
 	}{
-		{"Version", &s.Version}, {"Health", &s.Health}, {"LoadAverage", &load},
-		{"CPUUsage", &s.CPUUsage}, {"MemoryTotal", &s.MemoryTotal},
-		{"MemoryAvailable", &s.MemoryAvailable}, {"SwapTotal", &s.SwapTotal},
-		{"SwapFree", &s.SwapFree}, {"Pressure", &pressure}, {"Sensors", &s.Sensors},
-		{"ActiveAlerts", &alerts},
+		{"Version", "s", &s.Version}, {"Health", "s", &s.Health}, {"LoadAverage", "(ddd)", &load},
+		{"CPUUsage", "d", &s.CPUUsage}, {"MemoryTotal", "t", &s.MemoryTotal},
+		{"MemoryAvailable", "t", &s.MemoryAvailable}, {"SwapTotal", "t", &s.SwapTotal},
+		{"SwapFree", "t", &s.SwapFree}, {"Pressure", "a{s(ddd)}", &pressure}, {"Sensors", "a(sssa{sv})", &s.Sensors},
+		{"ActiveAlerts", "aa{sv}", &alerts},
 	}
 	for _, f := range fields {
 		v, ok := all[f.name]
 		if !ok {
 			continue
+		}
+		if got := v.Signature().String(); got != f.sig {
+			return nil, fmt.Errorf("property %s is %s, want %s", f.name, got, f.sig)
 		}
 		if err := dbus.Store([]any{v.Value()}, f.dst); err != nil {
 			return nil, fmt.Errorf("property %s: %w", f.name, err)

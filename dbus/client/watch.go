@@ -152,14 +152,14 @@ func (w *watcher) handle(sig *dbus.Signal) (n Notice) {
 		return nil
 	}
 	switch sig.Name {
-	case api.Interface + ".Alert":
+	case api.SignalAlert:
 		a, err := api.DecodeAlertSignal(sig.Body)
 		if err != nil {
 			w.log.Warn("malformed Alert signal ignored", "err", err)
 			return nil
 		}
 		return AlertRaised{Alert: a}
-	case api.Interface + ".AlertCleared":
+	case api.SignalAlertCleared:
 		if len(sig.Body) != 1 {
 			return nil
 		}

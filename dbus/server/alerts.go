@@ -23,10 +23,10 @@ func (s *Server) AlertChanged(c alerts.Change) {
 	var err error
 	if c.Raised != nil {
 		a := c.Raised
-		err = s.conn.Emit(api.ObjectPath, api.Interface+".Alert", a.ID, a.Severity, a.Kind, alertDetails(a))
+		err = s.conn.Emit(api.ObjectPath, api.SignalAlert, alertRecord(a).SignalBody()...)
 		s.log.Info("alert", "id", a.ID, "severity", a.Severity, "summary", a.Summary)
 	} else {
-		err = s.conn.Emit(api.ObjectPath, api.Interface+".AlertCleared", c.Cleared)
+		err = s.conn.Emit(api.ObjectPath, api.SignalAlertCleared, c.Cleared)
 		s.log.Info("alert cleared", "id", c.Cleared)
 	}
 	if err != nil {
