@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"reflect"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -28,8 +29,9 @@ func DecodeStatus(all map[string]dbus.Variant) (*Status, error) {
 	var load struct{ A, B, C float64 }
 	var pressure map[string]struct{ A, B, C float64 }
 	var alerts []map[string]dbus.Variant
-	// The signatures are the XML's; checking them first keeps godbus's
-	// lenient Store from turning a number into a string.
+	// Scalars must have exactly their Go type: godbus's Store would turn a
+	// number into a string. (Structs arrive as []any, so the composite
+	// properties are left to Store, which checks their shape.)
 	fields := []struct {
 		name, sig string
 		dst       any
@@ -45,8 +47,8 @@ func DecodeStatus(all map[string]dbus.Variant) (*Status, error) {
 		if !ok {
 			continue
 		}
-		if got := v.Signature().String(); got != f.sig {
-			return nil, fmt.Errorf("property %s is %s, want %s", f.name, got, f.sig)
+		if want := reflect.TypeOf(f.dst).Elem(); len(f.sig) == 1 && reflect.TypeOf(v.Value()) != want {
+			return nil, fmt.Errorf("property %s is %s, want %s", f.name, v.Signature(), f.sig)
 		}
 		if err := dbus.Store([]any{v.Value()}, f.dst); err != nil {
 			return nil, fmt.Errorf("property %s: %w", f.name, err)

@@ -16,10 +16,14 @@ import (
 // property, GetAlert (private details for root and the owner), baselines
 // and run-time thresholds.
 
-// AlertChanged is the alert engine's listener: it emits the signal and
-// updates ActiveAlerts at once, not on the next refresh, so an OOM kill
-// reaches desktops within milliseconds.
+// AlertChanged is the alert engine's listener: it updates ActiveAlerts and
+// emits the signal at once, not on the next refresh, so an OOM kill reaches
+// desktops within milliseconds. The property is updated first, so a client
+// that reads ActiveAlerts when the signal arrives finds the alert there.
 func (s *Server) AlertChanged(c alerts.Change) {
+	if err := s.props.update(map[string]any{"ActiveAlerts": s.activeAlerts()}); err != nil {
+		s.log.Warn("emit PropertiesChanged", "err", err)
+	}
 	var err error
 	if c.Raised != nil {
 		a := c.Raised
@@ -31,9 +35,6 @@ func (s *Server) AlertChanged(c alerts.Change) {
 	}
 	if err != nil {
 		s.log.Warn("emit alert signal", "err", err)
-	}
-	if err := s.props.update(map[string]any{"ActiveAlerts": s.activeAlerts()}); err != nil {
-		s.log.Warn("emit PropertiesChanged", "err", err)
 	}
 }
 
