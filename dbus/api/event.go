@@ -92,60 +92,94 @@ type UnitChange struct {
 // (uint32, uint64, int32, string, bool, []string), keyed as on the wire;
 // seq, time_ns and kind are not among them.
 func (e *Event) Fields() map[string]any {
-	m := map[string]any{}
+	m := make(map[string]any, 12)
+	e.EachField(func(k string, v any) { m[k] = v })
+	return m
+}
+
+// EachField calls fn with each of Fields' keys and values, in a fixed
+// order, without building a map (the journal's encoder).
+func (e *Event) EachField(fn func(key string, value any)) {
 	proc := func(start bool) {
-		m["pid"], m["uid"], m["comm"] = e.PID, e.UID, e.Comm
+		fn("pid", e.PID)
+		fn("uid", e.UID)
+		fn("comm", e.Comm)
 		if start {
-			m["start_time"] = e.StartTime
+			fn("start_time", e.StartTime)
 		}
 	}
 	switch e.Kind {
 	case KindProcessExec:
 		proc(true)
-		m["ppid"], m["filename"] = e.PPID, e.Filename
-		m["argv"] = e.Argv
-		if e.Argv == nil {
-			m["argv"] = []string{}
+		fn("ppid", e.PPID)
+		fn("filename", e.Filename)
+		argv := e.Argv
+		if argv == nil {
+			argv = []string{}
 		}
+		fn("argv", argv)
 		if e.CgroupID != 0 {
-			m["cgroup_id"] = e.CgroupID
+			fn("cgroup_id", e.CgroupID)
 		}
 	case KindProcessFork:
 		proc(true)
-		m["ppid"] = e.PPID
+		fn("ppid", e.PPID)
 	case KindProcessExit:
 		proc(true)
 		if x := e.Exit; x != nil {
-			m["exit_code"], m["signal"], m["core_dumped"] = x.ExitCode, x.Signal, x.CoreDumped
-			m["cpu_ns"], m["max_rss_bytes"], m["runtime_ns"] = x.CPUNS, x.MaxRSSBytes, x.RuntimeNS
+			fn("exit_code", x.ExitCode)
+			fn("signal", x.Signal)
+			fn("core_dumped", x.CoreDumped)
+			fn("cpu_ns", x.CPUNS)
+			fn("max_rss_bytes", x.MaxRSSBytes)
+			fn("runtime_ns", x.RuntimeNS)
 		}
 	case KindOOMKill:
 		proc(e.StartTime != 0) // the kmsg fallback does not know it
 		if o := e.OOM; o != nil {
-			m["rss_bytes"], m["oom_score_adj"], m["cgroup"] = o.RSSBytes, o.OOMScoreAdj, o.Cgroup
+			fn("rss_bytes", o.RSSBytes)
+			fn("oom_score_adj", o.OOMScoreAdj)
+			fn("cgroup", o.Cgroup)
 		}
 	case KindSignalSent:
-		m["target_pid"], m["target_uid"], m["target_comm"], m["target_start_time"] = e.PID, e.UID, e.Comm, e.StartTime
+		fn("target_pid", e.PID)
+		fn("target_uid", e.UID)
+		fn("target_comm", e.Comm)
+		fn("target_start_time", e.StartTime)
 		if s := e.Signal; s != nil {
-			m["sender_pid"], m["sender_uid"], m["sender_comm"] = s.SenderPID, s.SenderUID, s.SenderComm
-			m["signal"], m["code"], m["result"] = s.Signal, s.Code, s.Result
+			fn("sender_pid", s.SenderPID)
+			fn("sender_uid", s.SenderUID)
+			fn("sender_comm", s.SenderComm)
+			fn("signal", s.Signal)
+			fn("code", s.Code)
+			fn("result", s.Result)
 		}
 	case KindTCPConnect, KindTCPAccept, KindTCPClose:
 		proc(false)
 		if c := e.TCP; c != nil {
-			m["family"], m["saddr"], m["sport"], m["daddr"], m["dport"] = c.Family, c.Saddr, c.Sport, c.Daddr, c.Dport
-			m["rx_bytes"], m["tx_bytes"], m["duration_ns"], m["retransmits"] = c.RxBytes, c.TxBytes, c.DurationNS, c.Retransmits
+			fn("family", c.Family)
+			fn("saddr", c.Saddr)
+			fn("sport", c.Sport)
+			fn("daddr", c.Daddr)
+			fn("dport", c.Dport)
+			fn("rx_bytes", c.RxBytes)
+			fn("tx_bytes", c.TxBytes)
+			fn("duration_ns", c.DurationNS)
+			fn("retransmits", c.Retransmits)
 		}
 	case KindUnitRestarted:
 		if u := e.Unit; u != nil {
-			m["unit"], m["restarts"] = u.Unit, u.Restarts
+			fn("unit", u.Unit)
+			fn("restarts", u.Restarts)
 		}
 	case KindUnitFailed:
 		if u := e.Unit; u != nil {
-			m["unit"], m["result"], m["exit_code"], m["exit_status"] = u.Unit, u.Result, u.ExitCode, u.ExitStatus
+			fn("unit", u.Unit)
+			fn("result", u.Result)
+			fn("exit_code", u.ExitCode)
+			fn("exit_status", u.ExitStatus)
 		}
 	}
-	return m
 }
 
 // SetFields fills the kind-specific fields of e (Kind set) from m, as

@@ -363,9 +363,15 @@ func encode(ev *sensors.Event) ([]byte, error) {
 	}
 	b = append(b, has)
 	b = binary.AppendUvarint(b, uint64(ev.UID))
-	fields := ev.Fields() // the typed event's a{sv} keys and values
-	b = binary.AppendUvarint(b, uint64(len(fields)))
-	for k, v := range fields {
+	// The typed event's a{sv} keys and values, without building a map; a
+	// kind has far fewer than 128 fields, so their count is one uvarint
+	// byte, patched in at the end.
+	countAt := len(b)
+	b = append(b, 0)
+	n := 0
+	var err error
+	ev.EachField(func(k string, v any) {
+		n++
 		b = appendStr(b, k)
 		switch x := v.(type) {
 		case uint32:
@@ -390,9 +396,16 @@ func encode(ev *sensors.Event) ([]byte, error) {
 				b = appendStr(b, s)
 			}
 		default:
-			return nil, fmt.Errorf("field %s of %s has unsupported type %T", k, ev.Kind, v)
+			err = fmt.Errorf("field %s of %s has unsupported type %T", k, ev.Kind, v)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
+	if n >= 0x80 {
+		return nil, fmt.Errorf("%s has %d fields", ev.Kind, n)
+	}
+	b[countAt] = byte(n)
 	return b, nil
 }
 
