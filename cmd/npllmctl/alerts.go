@@ -35,14 +35,15 @@ func alertsCmd(env *Env) *cobra.Command {
 		})
 }
 
-// alertJSON is an alert as the bus sends it.
-func alertJSON(a *api.Alert) any {
+// alertJSON is an alert as the bus sends it: as ActiveAlerts lists it, or
+// (withPrivate) as GetAlert answers.
+func alertJSON(a *api.Alert, withPrivate bool) any {
 	m := a.Encode()
-	if a.Private != nil {
-		m["private"] = dbus.MakeVariant(a.Private)
-	}
-	if a.PrivateWithheld {
-		m["private_withheld"] = dbus.MakeVariant(true)
+	if withPrivate {
+		if a.Private != nil {
+			m["private"] = dbus.MakeVariant(a.Private)
+		}
+		m["private_withheld"] = dbus.MakeVariant(a.PrivateWithheld)
 	}
 	return api.Plain(m)
 }
@@ -50,7 +51,7 @@ func alertJSON(a *api.Alert) any {
 func alertsJSON(as []api.Alert) []any {
 	out := make([]any, 0, len(as))
 	for i := range as {
-		out = append(out, alertJSON(&as[i]))
+		out = append(out, alertJSON(&as[i], false))
 	}
 	return out
 }
@@ -64,7 +65,7 @@ func alertCmd(env *Env) *cobra.Command {
 				return err
 			}
 			if env.JSON {
-				return printJSON(env.Out, alertJSON(&a))
+				return printJSON(env.Out, alertJSON(&a, true))
 			}
 			fmt.Fprintf(env.Out, "%s [%s] %s\n", a.ID, a.Severity, a.Summary)
 			for _, group := range []any{api.Plain(a.Details), api.Plain(a.Private)} {
