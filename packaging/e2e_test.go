@@ -232,6 +232,19 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		}
 	})
 
+	t.Run("shell completions are installed", func(t *testing.T) {
+		for _, p := range []string{"/usr/share/bash-completion/completions/npllmctl", "/usr/share/zsh/vendor-completions/_npllmctl",
+			"/usr/share/fish/vendor_completions.d/npllmctl.fish"} {
+			if out, err := c.run("grep", "-c", "npllmctl", p); err != nil {
+				t.Errorf("%s: %v %s", p, err, out)
+			}
+		}
+		// What the bash script asks the binary for: the commands.
+		if out := c.must(t, "npllmctl", "__complete", "st"); !strings.Contains(out, "status") {
+			t.Errorf("completions for st: %s", out)
+		}
+	})
+
 	t.Run("eBPF sensors run under the hardened unit", func(t *testing.T) {
 		out := c.must(t, "npllmctl", "--json", "sensors")
 		var rows []map[string]any
@@ -312,7 +325,7 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		for _, p := range []string{"/usr/libexec/npllmd", "/usr/bin/npllmctl", "/usr/bin/npllm-agent", "/var/lib/npllm", "/etc/npllm",
 			"/usr/lib/systemd/system/npllmd.service", "/usr/share/dbus-1/system.d/org.npllm.Assistant.conf",
 			"/usr/share/polkit-1/actions/org.npllm.Assistant.policy", "/etc/xdg/autostart/org.npllm.Agent.desktop",
-			"/etc/systemd/system/multi-user.target.wants/npllmd.service"} {
+			"/etc/systemd/system/multi-user.target.wants/npllmd.service", "/usr/share/bash-completion/completions/npllmctl"} {
 			if out, err := c.run("test", "-e", p); err == nil {
 				t.Errorf("%s is still there after purge %s", p, out)
 			}
