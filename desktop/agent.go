@@ -92,6 +92,7 @@ func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
 		muted = mutes.Empty(mutes.Path())
 	}
 	cl := client.NewClient(system)
+	cl.SetLog(log)
 	notifier, err := NewNotifier(session, cl, muted, log)
 	if err != nil {
 		system.Close()

@@ -129,6 +129,7 @@ func runMCP(args []string) error {
 	}
 	defer conn.Close()
 	npllmd := client.NewClient(conn)
+	npllmd.SetLog(log)
 	bridge := mcp.New(npllmd, mcp.Options{Version: version, ReadOnly: *readOnly, Interactive: !*noPrompt, Log: log})
 	notices, err := npllmd.Watch(ctx)
 	if err != nil {

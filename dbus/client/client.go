@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync/atomic"
 
@@ -51,7 +52,12 @@ type Client struct {
 	obj  dbus.BusObject
 
 	watchDropped atomic.Uint64
+	log          *slog.Logger // Watch's; nil: slog.Default()
 }
+
+// SetLog sets where Watch reports signals it ignored and notices it
+// dropped; call it before Watch.
+func (c *Client) SetLog(log *slog.Logger) { c.log = log }
 
 // Connect opens a connection to the system bus (DBUS_SYSTEM_BUS_ADDRESS when
 // set) and checks that npllmd answers.

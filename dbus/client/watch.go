@@ -59,7 +59,10 @@ type watcher struct {
 // Alert). Every argument's type is checked; malformed signals are logged
 // and dropped. The current owner is delivered first.
 func (c *Client) Watch(ctx context.Context) (<-chan Notice, error) {
-	log := slog.Default()
+	log := c.log
+	if log == nil {
+		log = slog.Default()
+	}
 	conn := c.conn
 	if err := conn.AddMatchSignal(dbus.WithMatchInterface(api.Interface)); err != nil {
 		return nil, err
