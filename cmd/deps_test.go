@@ -56,3 +56,30 @@ func TestTheDaemonLinksWhatClientsMayNot(t *testing.T) {
 		}
 	}
 }
+
+// dbus/api is a leaf (godbus and the standard library), and desktop/mutes
+// links no bus, tray or notification library.
+func TestLeavesStayLeaves(t *testing.T) {
+	std, err := exec.Command("go", "list", "std").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	isStd := map[string]bool{}
+	for _, p := range strings.Fields(string(std)) {
+		isStd[p] = true
+	}
+	for pkg, allowed := range map[string][]string{
+		"../dbus/api":      {"github.com/npllm/npllm/dbus/api", "github.com/godbus/dbus/v5"},
+		"../desktop/mutes": {"github.com/npllm/npllm/desktop/mutes"},
+	} {
+		for _, d := range deps(t, pkg) {
+			ok := isStd[d] || strings.HasPrefix(d, "vendor/") || strings.HasPrefix(d, "internal/")
+			for _, a := range allowed {
+				ok = ok || d == a || strings.HasPrefix(d, a+"/")
+			}
+			if !ok {
+				t.Errorf("%s links %s", pkg, d)
+			}
+		}
+	}
+}
