@@ -209,8 +209,6 @@ func validateOptions(o *Options, haveMetrics bool) error {
 		return invalid("at most %d watched metrics", maxWatches)
 	case len(o.Workload) > maxWorkloadLen:
 		return invalid("workload name longer than %d bytes", maxWorkloadLen)
-	case len(o.Watch) > 0 && !haveMetrics:
-		return fmt.Errorf("%w: no metric source: this engine cannot watch metrics", ErrUnavailable)
 	}
 	for _, r := range o.Workload {
 		if r < 0x20 || r == 0x7f {
@@ -221,6 +219,9 @@ func validateOptions(o *Options, haveMetrics bool) error {
 		if err := validateWatch(&o.Watch[i]); err != nil {
 			return err
 		}
+	}
+	if len(o.Watch) > 0 && !haveMetrics {
+		return fmt.Errorf("%w: no metric source: this engine cannot watch metrics", ErrUnavailable)
 	}
 	return nil
 }
