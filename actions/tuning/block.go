@@ -25,7 +25,7 @@ func listBlock(ctx context.Context, env *Env) []TunableInfo {
 	ents, err := os.ReadDir(filepath.Join(env.Sys, "block"))
 	if err != nil {
 		return []TunableInfo{{Name: blockScheduler, Family: "block", Type: TypeEnum, Risk: RiskMedium,
-			Reason: "no /sys/block: " + err.Error()}}
+			Reason: "no /sys/block: " + reason(err)}}
 	}
 	var out []TunableInfo
 	for _, e := range ents {
@@ -33,7 +33,7 @@ func listBlock(ctx context.Context, env *Env) []TunableInfo {
 		sched := TunableInfo{Name: blockScheduler, Family: "block", Target: dev, Type: TypeEnum, Risk: RiskMedium,
 			Why: "mq-deadline/bfq favour interactive reads on rotating or slow disks; none suits fast NVMe"}
 		if cur, allowed, err := readScheduler(env, dev); err != nil {
-			sched.Reason = err.Error()
+			sched.Reason = reason(err)
 		} else {
 			sched.Current, sched.Allowed, sched.Available = cur, allowed, true
 		}
@@ -42,7 +42,7 @@ func listBlock(ctx context.Context, env *Env) []TunableInfo {
 			Why: "larger read-ahead speeds sequential reads (media, backups); smaller wastes less cache on random I/O"}
 		k := &blockKnob{env: env, dev: dev, attr: "read_ahead_kb", name: blockReadAhead}
 		if cur, err := k.Read(ctx); err != nil {
-			ra.Reason = err.Error()
+			ra.Reason = reason(err)
 		} else {
 			ra.Current, ra.Available = cur, true
 		}

@@ -30,9 +30,9 @@ func listCPUFreq(ctx context.Context, env *Env) []TunableInfo {
 		info := TunableInfo{Name: c.name, Family: "cpufreq", Type: TypeEnum, Risk: c.risk, Why: c.why}
 		k := &cpufreqKnob{env: env, name: c.name, attr: c.attr, avail: c.avail}
 		if all, err := k.allowed(); err != nil {
-			info.Reason = err.Error()
+			info.Reason = reason(err)
 		} else if cur, err := k.Read(ctx); err != nil {
-			info.Reason = err.Error()
+			info.Reason = reason(err)
 		} else {
 			info.Current, info.Allowed, info.Available = cur, all, true
 		}

@@ -164,6 +164,11 @@ func Resolve(ctx context.Context, env *Env, name, target string) (Knob, error) {
 	return nil, fmt.Errorf("%w: %q", ErrUnknownKnob, name)
 }
 
+// reason is an error as shown in a row's Reason (without the sentinel).
+func reason(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": ")
+}
+
 // parseBounded parses a decimal integer within [lo, hi].
 func parseBounded(name, value string, lo, hi int64) (int64, error) {
 	n, err := strconv.ParseInt(value, 10, 64)

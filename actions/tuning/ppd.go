@@ -36,7 +36,7 @@ func listPPD(ctx context.Context, env *Env) []TunableInfo {
 		}
 	}
 	if err != nil {
-		info.Available, info.Reason = false, err.Error()
+		info.Available, info.Reason = false, reason(err)
 	}
 	return []TunableInfo{info}
 }

@@ -36,7 +36,7 @@ func listSCX(ctx context.Context, env *Env) []TunableInfo {
 		}
 	}
 	if err != nil {
-		info.Reason = err.Error()
+		info.Reason = reason(err)
 	}
 	return []TunableInfo{info}
 }

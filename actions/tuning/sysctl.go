@@ -49,7 +49,7 @@ func listSysctls(ctx context.Context, env *Env) []TunableInfo {
 			Default: s.def, Risk: s.risk, Why: s.why}
 		k := &sysctlKnob{spec: s, path: sysctlPath(env, s.name)}
 		if cur, err := k.Read(ctx); err != nil {
-			info.Reason = err.Error()
+			info.Reason = reason(err)
 		} else {
 			info.Current, info.Available = cur, true
 		}

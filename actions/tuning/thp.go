@@ -28,7 +28,7 @@ func listTHP(ctx context.Context, env *Env) []TunableInfo {
 		info := TunableInfo{Name: t.name, Family: "thp", Type: TypeEnum, Risk: t.risk, Why: t.why}
 		k := &thpKnob{env: env, name: t.name, attr: t.attr}
 		if cur, all, err := k.list(); err != nil {
-			info.Reason = err.Error()
+			info.Reason = reason(err)
 		} else {
 			info.Current, info.Allowed, info.Available = cur, all, true
 		}

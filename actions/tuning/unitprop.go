@@ -56,16 +56,16 @@ type UnitProperties interface {
 }
 
 func listUnitProps(ctx context.Context, env *Env) []TunableInfo {
-	var reason string
+	var because string
 	if env.Units == nil {
-		reason = "no systemd connection configured"
+		because = "no systemd connection configured"
 	} else if err := env.Units.Check(ctx); err != nil {
-		reason = err.Error()
+		because = reason(err)
 	}
 	out := make([]TunableInfo, 0, len(unitProps))
 	for _, s := range unitProps {
 		info := TunableInfo{Name: "unit." + s.prop, Family: "unit", NeedsUnit: true, Type: TypeInt,
-			Min: s.min, Max: s.max, Risk: s.risk, Why: s.why, Available: reason == "", Reason: reason}
+			Min: s.min, Max: s.max, Risk: s.risk, Why: s.why, Available: because == "", Reason: because}
 		switch {
 		case s.weight:
 			info.Default = "default"
