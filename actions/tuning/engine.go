@@ -535,6 +535,10 @@ func (e *Engine) History(workload string) []HistoryEntry {
 // its lease) and releases the state directory.
 func (e *Engine) Close() error {
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
 	e.closed = true
 	var open []*trial
 	for _, t := range e.trials {
