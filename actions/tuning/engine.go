@@ -128,9 +128,12 @@ type Engine struct {
 }
 
 type trial struct {
-	info     TrialInfo
-	knobs    []Knob
-	stop     chan struct{}
+	info  TrialInfo
+	knobs []Knob
+	stop  chan struct{}
+	// applied is closed when Start has written every knob (or given up);
+	// Revert and Close wait for it so a revert never races the apply.
+	applied  chan struct{}
 	finished bool // claimed by whoever finishes it
 }
 
@@ -277,7 +280,7 @@ func (e *Engine) Start(ctx context.Context, changes []Change, opts Options) (Tri
 		}
 	}
 
-	t := &trial{knobs: knobs, stop: make(chan struct{}), info: TrialInfo{ID: newID(), State: StateApplying,
+	t := &trial{knobs: knobs, stop: make(chan struct{}), applied: make(chan struct{}), info: TrialInfo{ID: newID(), State: StateApplying,
 		Changes: infos, Options: opts, Started: e.cfg.Now(), Before: before}}
 	e.mu.Lock()
 	for _, c := range infos {
@@ -303,6 +306,7 @@ func (e *Engine) Start(ctx context.Context, changes []Change, opts Options) (Tri
 
 	for i, k := range knobs {
 		if err := k.Write(ctx, infos[i].New); err != nil {
+			close(t.applied)
 			e.finish(t, StateReverted, fmt.Sprintf("applying %s failed: %v", k.Key(), err), nil)
 			return "", fmt.Errorf("apply %s: %w", k.Key(), err)
 		}
@@ -312,12 +316,14 @@ func (e *Engine) Start(ctx context.Context, changes []Change, opts Options) (Tri
 	t.info.State, t.info.CanaryEnds, t.info.LeaseEnds = StateCanary, now.Add(opts.Canary), now.Add(opts.Lease)
 	err := e.saveStateLocked()
 	e.wg.Add(1)
+	id := t.info.ID
 	e.mu.Unlock()
 	if err != nil {
 		e.log.Warn("tuning state", "err", err) // the applying record still names the undo set
 	}
+	close(t.applied)
 	go e.run(t)
-	return t.info.ID, nil
+	return id, nil
 }
 
 // run watches one trial until it is finished.
@@ -435,6 +441,7 @@ func (e *Engine) Revert(id TrialID) (TrialInfo, error) {
 		return TrialInfo{}, fmt.Errorf("%w: %q", ErrNoSuchTrial, id)
 	}
 	e.mu.Unlock()
+	<-t.applied
 	return e.finish(t, StateReverted, "reverted on request", nil)
 }
 
@@ -548,6 +555,7 @@ func (e *Engine) Close() error {
 	}
 	e.mu.Unlock()
 	for _, t := range open {
+		<-t.applied
 		e.finish(t, StateReverted, "npllmd is stopping", nil)
 	}
 	e.wg.Wait()

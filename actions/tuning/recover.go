@@ -59,7 +59,9 @@ func (e *Engine) RecoverAtStart(ctx context.Context) ([]TrialInfo, error) {
 			errs = append(errs, fmt.Errorf("trial %s: %w", info.ID, pe))
 		}
 		e.mu.Lock()
-		e.trials[info.ID] = &trial{info: info, finished: true}
+		applied := make(chan struct{})
+		close(applied)
+		e.trials[info.ID] = &trial{info: info, applied: applied, finished: true}
 		if err := e.appendHistoryLocked(info); err != nil {
 			e.log.Warn("tuning history", "err", err)
 		}
