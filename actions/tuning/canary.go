@@ -145,3 +145,90 @@ func sampleAll(ctx context.Context, m Metrics, watches []Watch) ([]Figure, error
 	}
 	return out, nil
 }
+
+// run watches one trial until it is finished.
+func (e *Engine) run(t *trial) {
+	defer e.wg.Done()
+	opts := t.info.Options
+	tick := time.NewTicker(opts.Every)
+	defer tick.Stop()
+	canary := time.NewTimer(opts.Canary)
+	defer canary.Stop()
+	lease := time.NewTimer(opts.Lease)
+	defer lease.Stop()
+	ctx := context.Background()
+	inCanary := true
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-lease.C:
+			e.finish(t, StateReverted, "not confirmed before the lease ended", nil)
+			return
+		case <-canary.C:
+			inCanary = false
+			after, done := e.measure(ctx, t)
+			if done {
+				return
+			}
+			e.mu.Lock()
+			if !t.finished {
+				t.info.State, t.info.After = StateAwaiting, after
+				if err := e.saveStateLocked(); err != nil {
+					e.log.Warn("tuning state", "err", err)
+				}
+			}
+			e.mu.Unlock()
+		case <-tick.C:
+			if e.foreign(ctx, t) {
+				return
+			}
+			if inCanary {
+				if _, done := e.measure(ctx, t); done {
+					return
+				}
+			}
+		}
+	}
+}
+
+// foreign ends the trial when someone else changed one of its knobs.
+func (e *Engine) foreign(ctx context.Context, t *trial) bool {
+	for i, k := range t.knobs {
+		cur, err := k.Read(ctx)
+		if err != nil || cur == t.info.Changes[i].New {
+			continue
+		}
+		e.finish(t, StateEnded, fmt.Sprintf("%s was changed to %q by someone else; left as it is", k.Key(), cur), nil)
+		return true
+	}
+	return false
+}
+
+// measure samples the watched metrics and reverts the trial on the first
+// regression (or when they cannot be measured); done says it finished.
+func (e *Engine) measure(ctx context.Context, t *trial) (now []Figure, done bool) {
+	if len(t.info.Options.Watch) == 0 {
+		return nil, false
+	}
+	now, err := sampleAll(ctx, e.cfg.Metrics, t.info.Options.Watch)
+	if err != nil {
+		e.finish(t, StateReverted, "canary could not be measured: "+err.Error(), nil)
+		return nil, true
+	}
+	at := time.Now()
+	for i, w := range t.info.Options.Watch {
+		if regressed(w, t.info.Before[i].Value, now[i].Value) {
+			r := &Regression{Metric: w.Metric, Target: w.Target, Before: t.info.Before[i].Value, After: now[i].Value,
+				Threshold: w.Threshold, At: at}
+			e.finish(t, StateReverted, "regressed: "+r.String(), &regressionAfter{r, now})
+			return now, true
+		}
+	}
+	return now, false
+}
+
+type regressionAfter struct {
+	r     *Regression
+	after []Figure
+}

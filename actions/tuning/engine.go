@@ -2,8 +2,6 @@ package tuning
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,91 +11,6 @@ import (
 	"sync"
 	"time"
 )
-
-// TrialID names a trial: 16 hex digits.
-type TrialID string
-
-// Trial states. Only the first three are kept in the state file.
-const (
-	StateApplying  = "applying"
-	StateCanary    = "canary"
-	StateAwaiting  = "awaiting-confirmation"
-	StateConfirmed = "confirmed"
-	StateReverted  = "reverted"
-	StateEnded     = "ended" // a knob was changed by someone else
-)
-
-// Event kinds handed to the Recorder (the daemon journals them).
-const (
-	EventStarted   = "tuning.started"
-	EventRegressed = "tuning.regressed"
-	EventReverted  = "tuning.reverted"
-	EventConfirmed = "tuning.confirmed"
-	EventEnded     = "tuning.ended"
-)
-
-// Limits on a request.
-const (
-	DefaultCanary  = 60 * time.Second
-	DefaultLease   = 10 * time.Minute
-	DefaultEvery   = 500 * time.Millisecond
-	maxChanges     = 16
-	maxWorkloadLen = 256
-)
-
-// Change asks for one knob (on one target) to take one value.
-type Change struct {
-	Knob   string `json:"knob"`
-	Target string `json:"target,omitempty"`
-	Value  string `json:"value"`
-}
-
-// ChangeInfo is a change with its undo value, as recorded.
-type ChangeInfo struct {
-	Knob   string `json:"knob"`
-	Target string `json:"target,omitempty"`
-	Key    string `json:"key"`
-	Old    string `json:"old"`
-	New    string `json:"new"`
-}
-
-// Options of a trial; zero values take the defaults.
-type Options struct {
-	Canary time.Duration `json:"canary"` // [100ms, 1h], default 60 s
-	Lease  time.Duration `json:"lease"`  // (Canary, 24h], default 10 min, counted from the apply
-	Every  time.Duration `json:"every"`  // sampling and foreign-change check, [10ms, 10s], default 500 ms
-	Watch  []Watch       `json:"watch,omitempty"`
-	// Workload is the program or unit the trial is for; its history is
-	// kept under this name.
-	Workload string `json:"workload,omitempty"`
-}
-
-// TrialInfo is a trial as reported and as stored.
-type TrialInfo struct {
-	ID         TrialID      `json:"id"`
-	State      string       `json:"state"`
-	Changes    []ChangeInfo `json:"changes"`
-	Options    Options      `json:"options"`
-	Started    time.Time    `json:"started"`
-	CanaryEnds time.Time    `json:"canary_ends"`
-	LeaseEnds  time.Time    `json:"lease_ends"`
-	Ended      time.Time    `json:"ended,omitzero"`
-	Reason     string       `json:"reason,omitempty"`
-	Before     []Figure     `json:"before,omitempty"`
-	After      []Figure     `json:"after,omitempty"`
-}
-
-func (t *TrialInfo) final() bool {
-	return t.State == StateConfirmed || t.State == StateReverted || t.State == StateEnded
-}
-
-// Event is what the engine reports to the daemon.
-type Event struct {
-	Kind       string
-	Trial      TrialInfo
-	Reason     string
-	Regression *Regression // EventRegressed only
-}
 
 // Config of an Engine.
 type Config struct {
@@ -183,50 +96,6 @@ func (e *Engine) record(ev Event) {
 	if e.cfg.Record != nil {
 		e.cfg.Record(ev)
 	}
-}
-
-func newID() TrialID {
-	var b [8]byte
-	rand.Read(b[:])
-	return TrialID(hex.EncodeToString(b[:]))
-}
-
-func validateOptions(o *Options, haveMetrics bool) error {
-	if o.Canary == 0 {
-		o.Canary = DefaultCanary
-	}
-	if o.Lease == 0 {
-		o.Lease = max(DefaultLease, 2*o.Canary)
-	}
-	if o.Every == 0 {
-		o.Every = min(DefaultEvery, o.Canary)
-	}
-	switch {
-	case o.Canary < 100*time.Millisecond || o.Canary > time.Hour:
-		return invalid("canary %v is outside [100ms, 1h]", o.Canary)
-	case o.Lease <= o.Canary || o.Lease > 24*time.Hour:
-		return invalid("lease %v must be longer than the canary (%v) and at most 24h", o.Lease, o.Canary)
-	case o.Every < 10*time.Millisecond || o.Every > 10*time.Second || o.Every > o.Canary:
-		return invalid("sampling period %v is outside [10ms, 10s] or longer than the canary", o.Every)
-	case len(o.Watch) > maxWatches:
-		return invalid("at most %d watched metrics", maxWatches)
-	case len(o.Workload) > maxWorkloadLen:
-		return invalid("workload name longer than %d bytes", maxWorkloadLen)
-	}
-	for _, r := range o.Workload {
-		if r < 0x20 || r == 0x7f {
-			return invalid("workload name has control characters")
-		}
-	}
-	for i := range o.Watch {
-		if err := validateWatch(&o.Watch[i]); err != nil {
-			return err
-		}
-	}
-	if len(o.Watch) > 0 && !haveMetrics {
-		return fmt.Errorf("%w: no metric source: this engine cannot watch metrics", ErrUnavailable)
-	}
-	return nil
 }
 
 // Start validates every change against the live system, writes the undo
@@ -324,93 +193,6 @@ func (e *Engine) Start(ctx context.Context, changes []Change, opts Options) (Tri
 	close(t.applied)
 	go e.run(t)
 	return id, nil
-}
-
-// run watches one trial until it is finished.
-func (e *Engine) run(t *trial) {
-	defer e.wg.Done()
-	opts := t.info.Options
-	tick := time.NewTicker(opts.Every)
-	defer tick.Stop()
-	canary := time.NewTimer(opts.Canary)
-	defer canary.Stop()
-	lease := time.NewTimer(opts.Lease)
-	defer lease.Stop()
-	ctx := context.Background()
-	inCanary := true
-	for {
-		select {
-		case <-t.stop:
-			return
-		case <-lease.C:
-			e.finish(t, StateReverted, "not confirmed before the lease ended", nil)
-			return
-		case <-canary.C:
-			inCanary = false
-			after, done := e.measure(ctx, t)
-			if done {
-				return
-			}
-			e.mu.Lock()
-			if !t.finished {
-				t.info.State, t.info.After = StateAwaiting, after
-				if err := e.saveStateLocked(); err != nil {
-					e.log.Warn("tuning state", "err", err)
-				}
-			}
-			e.mu.Unlock()
-		case <-tick.C:
-			if e.foreign(ctx, t) {
-				return
-			}
-			if inCanary {
-				if _, done := e.measure(ctx, t); done {
-					return
-				}
-			}
-		}
-	}
-}
-
-// foreign ends the trial when someone else changed one of its knobs.
-func (e *Engine) foreign(ctx context.Context, t *trial) bool {
-	for i, k := range t.knobs {
-		cur, err := k.Read(ctx)
-		if err != nil || cur == t.info.Changes[i].New {
-			continue
-		}
-		e.finish(t, StateEnded, fmt.Sprintf("%s was changed to %q by someone else; left as it is", k.Key(), cur), nil)
-		return true
-	}
-	return false
-}
-
-// measure samples the watched metrics and reverts the trial on the first
-// regression (or when they cannot be measured); done says it finished.
-func (e *Engine) measure(ctx context.Context, t *trial) (now []Figure, done bool) {
-	if len(t.info.Options.Watch) == 0 {
-		return nil, false
-	}
-	now, err := sampleAll(ctx, e.cfg.Metrics, t.info.Options.Watch)
-	if err != nil {
-		e.finish(t, StateReverted, "canary could not be measured: "+err.Error(), nil)
-		return nil, true
-	}
-	at := time.Now()
-	for i, w := range t.info.Options.Watch {
-		if regressed(w, t.info.Before[i].Value, now[i].Value) {
-			r := &Regression{Metric: w.Metric, Target: w.Target, Before: t.info.Before[i].Value, After: now[i].Value,
-				Threshold: w.Threshold, At: at}
-			e.finish(t, StateReverted, "regressed: "+r.String(), &regressionAfter{r, now})
-			return now, true
-		}
-	}
-	return now, false
-}
-
-type regressionAfter struct {
-	r     *Regression
-	after []Figure
 }
 
 // Confirm keeps a trial's changes. Only a trial whose canary has passed can
