@@ -46,9 +46,13 @@ type trial struct {
 	stop  chan struct{}
 	// applied is closed when Start has written every knob (or given up);
 	// Revert and Close wait for it so a revert never races the apply.
-	applied  chan struct{}
-	finished bool // claimed by whoever finishes it
+	applied    chan struct{}
+	stopOnce   sync.Once
+	confirming bool // a persisted Confirm is writing its files
+	finished   bool // claimed by whoever finishes it
 }
+
+func (t *trial) halt() { t.stopOnce.Do(func() { close(t.stop) }) }
 
 // New opens the state directory (created 0700 if missing) and locks it.
 func New(cfg Config) (*Engine, error) {
@@ -138,6 +142,11 @@ func (e *Engine) Start(ctx context.Context, changes []Change, opts Options) (Tri
 			return "", invalid("%s appears twice", k.Key())
 		}
 		seen[k.Key()] = true
+		if opts.Persist {
+			if err := persistable(k); err != nil {
+				return "", err
+			}
+		}
 		knobs[i] = k
 		infos[i] = ChangeInfo{Knob: c.Knob, Target: c.Target, Key: k.Key(), Old: old, New: v}
 	}
@@ -204,13 +213,62 @@ func (e *Engine) Confirm(id TrialID) (TrialInfo, error) {
 		e.mu.Unlock()
 		return TrialInfo{}, fmt.Errorf("%w: %q", ErrNoSuchTrial, id)
 	}
-	if t.info.State != StateAwaiting {
+	if t.info.State != StateAwaiting || t.confirming {
 		e.mu.Unlock()
 		return TrialInfo{}, fmt.Errorf("%w: trial %s is %s (its canary ends %s)", ErrTrialState, id, t.info.State,
 			t.info.CanaryEnds.Format(time.TimeOnly))
 	}
+	if t.info.Options.Persist {
+		t.confirming = true
+		e.mu.Unlock()
+		return e.confirmPersisted(t)
+	}
 	e.mu.Unlock()
 	info, _ := e.finish(t, StateConfirmed, "confirmed", nil)
+	return info, nil
+}
+
+// confirmPersisted writes each knob's file, then keeps the trial (and its
+// knobs) until someone reverts it.
+func (e *Engine) confirmPersisted(t *trial) (TrialInfo, error) {
+	ctx := context.Background()
+	var files []string
+	undo := func() {
+		for _, f := range files {
+			removePersisted(f)
+		}
+	}
+	for i, k := range t.knobs {
+		f, err := k.(Persister).Persist(ctx, t.info.ID, t.info.Changes[i].New)
+		if err != nil {
+			undo()
+			e.mu.Lock()
+			t.confirming = false
+			e.mu.Unlock()
+			return TrialInfo{}, fmt.Errorf("persist %s: %w", k.Key(), err)
+		}
+		files = append(files, f)
+	}
+	e.mu.Lock()
+	if t.finished { // the lease ended or someone reverted meanwhile
+		e.mu.Unlock()
+		undo()
+		return TrialInfo{}, fmt.Errorf("%w: %q", ErrNoSuchTrial, t.info.ID)
+	}
+	t.halt()
+	for i, f := range files {
+		t.info.Changes[i].File = f
+	}
+	t.info.State, t.info.Persisted, t.info.Reason = StateConfirmed, true, "confirmed and persisted"
+	if err := e.saveStateLocked(); err != nil {
+		e.log.Warn("tuning state", "err", err)
+	}
+	if err := e.appendHistoryLocked(t.info); err != nil {
+		e.log.Warn("tuning history", "err", err)
+	}
+	info := t.info
+	e.mu.Unlock()
+	e.record(Event{Kind: EventConfirmed, Trial: info, Reason: info.Reason})
 	return info, nil
 }
 
@@ -237,7 +295,7 @@ func (e *Engine) finish(t *trial, state, reason string, reg *regressionAfter) (T
 		return TrialInfo{}, fmt.Errorf("%w: %q", ErrNoSuchTrial, t.info.ID)
 	}
 	t.finished = true
-	close(t.stop)
+	t.halt()
 	e.mu.Unlock()
 
 	var errs []error
@@ -245,6 +303,16 @@ func (e *Engine) finish(t *trial, state, reason string, reg *regressionAfter) (T
 		ctx := context.Background()
 		for i := len(t.knobs) - 1; i >= 0; i-- {
 			k, c := t.knobs[i], t.info.Changes[i]
+			if err := removePersisted(c.File); err != nil {
+				errs = append(errs, err)
+			}
+			if k == nil { // a persisted trial whose knob did not resolve at start
+				var err error
+				if k, err = Resolve(ctx, e.env, c.Knob, c.Target); err != nil {
+					errs = append(errs, fmt.Errorf("restore %s: %w", c.Key, err))
+					continue
+				}
+			}
 			cur, err := k.Read(ctx)
 			if err != nil || cur != c.New {
 				continue // never applied, or someone else's value now: not ours to touch
@@ -331,7 +399,7 @@ func (e *Engine) Close() error {
 	e.closed = true
 	var open []*trial
 	for _, t := range e.trials {
-		if !t.finished {
+		if !t.finished && t.info.State != StateConfirmed { // persisted changes stay
 			open = append(open, t)
 		}
 	}

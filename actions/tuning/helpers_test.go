@@ -89,11 +89,17 @@ func (e *events) kinds() []string {
 // wait returns the next event of kind, failing after timeout.
 func (e *events) wait(t testing.TB, kind string, timeout time.Duration) Event {
 	t.Helper()
+	return e.waitID(t, kind, "", timeout)
+}
+
+// waitID returns the next event of kind about trial id ("": any trial).
+func (e *events) waitID(t testing.TB, kind string, id TrialID, timeout time.Duration) Event {
+	t.Helper()
 	deadline := time.After(timeout)
 	for {
 		select {
 		case ev := <-e.ch:
-			if ev.Kind == kind {
+			if ev.Kind == kind && (id == "" || ev.Trial.ID == id) {
 				return ev
 			}
 		case <-deadline:
@@ -104,8 +110,13 @@ func (e *events) wait(t testing.TB, kind string, timeout time.Duration) Event {
 
 func newEngine(t testing.TB, dir string, m Metrics) (*Engine, *events) {
 	t.Helper()
+	return newEngineEnv(t, dir, m, nil)
+}
+
+func newEngineEnv(t testing.TB, dir string, m Metrics, env *Env) (*Engine, *events) {
+	t.Helper()
 	ev := newEvents()
-	e, err := New(Config{StateDir: dir, Metrics: m, Record: ev.record, Log: quiet})
+	e, err := New(Config{StateDir: dir, Metrics: m, Record: ev.record, Log: quiet, Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}

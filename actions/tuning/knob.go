@@ -128,6 +128,7 @@ func registered() []Family {
 type Env struct {
 	ProcSys string // "/proc/sys"
 	Sys     string // "/sys"
+	Etc     string // "/etc": where confirmed changes are persisted on request
 	// Units reads and sets systemd unit properties (nil: systemd D-Bus).
 	Units UnitProperties
 	// Bus returns the system bus for power-profiles-daemon and scx_loader
@@ -137,7 +138,7 @@ type Env struct {
 
 // DefaultEnv is the live machine.
 func DefaultEnv() *Env {
-	return &Env{ProcSys: "/proc/sys", Sys: "/sys", Units: &SystemdUnits{}, Bus: SystemBus}
+	return &Env{ProcSys: "/proc/sys", Sys: "/sys", Etc: "/etc", Units: &SystemdUnits{}, Bus: SystemBus}
 }
 
 // Tunables lists every knob of every family on this machine.

@@ -29,6 +29,10 @@ func (e *Engine) RecoverAtStart(ctx context.Context) ([]TrialInfo, error) {
 		if info.final() {
 			continue
 		}
+		if info.State == StateConfirmed { // persisted: kept until reverted
+			e.keepPersisted(ctx, info)
+			continue
+		}
 		var problems []error
 		restored := 0
 		for i := len(info.Changes) - 1; i >= 0; i-- {
@@ -77,4 +81,20 @@ func (e *Engine) RecoverAtStart(ctx context.Context) ([]TrialInfo, error) {
 	}
 	e.recovered = true
 	return out, errors.Join(errs...)
+}
+
+// keepPersisted takes back a confirmed, persisted trial from the state file
+// so that it can still be reverted; it holds its knobs.
+func (e *Engine) keepPersisted(ctx context.Context, info TrialInfo) {
+	t := &trial{info: info, knobs: make([]Knob, len(info.Changes)), stop: make(chan struct{}), applied: make(chan struct{})}
+	close(t.applied)
+	for i, c := range info.Changes {
+		t.knobs[i], _ = Resolve(ctx, e.env, c.Knob, c.Target) // nil: resolved again at revert
+	}
+	e.mu.Lock()
+	e.trials[info.ID] = t
+	for _, c := range info.Changes {
+		e.keys[c.Key] = info.ID
+	}
+	e.mu.Unlock()
 }

@@ -53,7 +53,7 @@ type HistoryEntry struct {
 
 // writeAtomic replaces path with data so that a crash leaves the old file
 // or the new one, never a mix.
-func writeAtomic(path string, data []byte) error {
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
 	if err != nil {
@@ -61,6 +61,10 @@ func writeAtomic(path string, data []byte) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -120,7 +124,7 @@ func (e *Engine) saveStateLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(e.dir, stateFile), data)
+	return writeAtomic(filepath.Join(e.dir, stateFile), data, 0o600)
 }
 
 func (e *Engine) loadState() ([]TrialInfo, error) {
@@ -169,7 +173,7 @@ func (e *Engine) appendHistoryLocked(info TrialInfo) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(e.dir, historyFile), data)
+	return writeAtomic(filepath.Join(e.dir, historyFile), data, 0o600)
 }
 
 // lockDir takes an exclusive lock on the state directory: two engines

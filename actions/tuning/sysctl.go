@@ -66,7 +66,7 @@ func resolveSysctl(ctx context.Context, env *Env, name, target string) (Knob, er
 		if target != "" {
 			return nil, invalid("%s is machine-wide and takes no target", name)
 		}
-		k := &sysctlKnob{spec: s, path: sysctlPath(env, s.name)}
+		k := &sysctlKnob{spec: s, path: sysctlPath(env, s.name), etc: env.Etc}
 		if _, err := k.Read(ctx); err != nil {
 			return nil, err
 		}
@@ -84,6 +84,7 @@ func resolveSysctl(ctx context.Context, env *Env, name, target string) (Knob, er
 type sysctlKnob struct {
 	spec sysctlSpec
 	path string
+	etc  string
 }
 
 func (k *sysctlKnob) Key() string { return k.spec.name }

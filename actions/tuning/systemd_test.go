@@ -56,15 +56,45 @@ func TestUnitKnobTrialsUnderSystemd(t *testing.T) {
 		t.Fatalf("confirmed CPUWeight became %q", got)
 	}
 
+	// Persisted on request: a drop-in npllm owns, which systemd loads, and
+	// which the revert removes.
+	ioBefore := show("IOWeight")
+	id, err = e.Start(bg, []Change{{Knob: "unit.IOWeight", Target: unit, Value: "30"}},
+		Options{Canary: 100 * time.Millisecond, Lease: 5 * time.Second, Every: 20 * time.Millisecond, Persist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, id, StateAwaiting, 2*time.Second)
+	if _, err := e.Confirm(id); err != nil {
+		t.Fatal(err)
+	}
+	dropIn := "/etc/systemd/system/" + unit + ".d/90-npllm-IOWeight.conf"
+	if out, err := exec.Command("systemctl", "daemon-reload").CombinedOutput(); err != nil {
+		t.Fatalf("daemon-reload: %v\n%s", err, out)
+	}
+	if got := show("DropInPaths"); !strings.Contains(got, dropIn) || show("IOWeight") != "30" {
+		t.Fatalf("after daemon-reload: DropInPaths %q, IOWeight %q", got, show("IOWeight"))
+	}
+	if _, err := e.Revert(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dropIn); !os.IsNotExist(err) {
+		t.Fatalf("%s left after the revert: %v", dropIn, err)
+	}
+	if got := show("IOWeight"); got != ioBefore {
+		t.Fatalf("IOWeight %q after the revert, want %q", got, ioBefore)
+	}
+
 	// Unconfirmed MemoryMax: reverted when the lease ends.
-	if _, err := e.Start(bg, []Change{{Knob: "unit.MemoryMax", Target: unit, Value: "512M"}},
-		Options{Canary: 100 * time.Millisecond, Lease: 500 * time.Millisecond}); err != nil {
+	id, err = e.Start(bg, []Change{{Knob: "unit.MemoryMax", Target: unit, Value: "512M"}},
+		Options{Canary: 100 * time.Millisecond, Lease: 500 * time.Millisecond})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := show("MemoryMax"); got != strconv.Itoa(512<<20) {
 		t.Fatalf("MemoryMax %q, want %d", got, 512<<20)
 	}
-	ev.wait(t, EventReverted, 3*time.Second)
+	ev.waitID(t, EventReverted, id, 3*time.Second)
 	if got := show("MemoryMax"); got != "infinity" {
 		t.Fatalf("MemoryMax %q after the lease, want infinity", got)
 	}

@@ -52,6 +52,7 @@ type ChangeInfo struct {
 	Key    string `json:"key"`
 	Old    string `json:"old"`
 	New    string `json:"new"`
+	File   string `json:"file,omitempty"` // written when a persisted trial was confirmed
 }
 
 // Options of a trial; zero values take the defaults.
@@ -63,6 +64,9 @@ type Options struct {
 	// Workload is the program or unit the trial is for; its history is
 	// kept under this name.
 	Workload string `json:"workload,omitempty"`
+	// Persist: on Confirm, also write a file owned by npllm that re-applies
+	// the change at boot (sysctls and service/slice properties only).
+	Persist bool `json:"persist,omitempty"`
 }
 
 // TrialInfo is a trial as reported and as stored.
@@ -78,10 +82,13 @@ type TrialInfo struct {
 	Reason     string       `json:"reason,omitempty"`
 	Before     []Figure     `json:"before,omitempty"`
 	After      []Figure     `json:"after,omitempty"`
+	Persisted  bool         `json:"persisted,omitempty"` // confirmed with its files written
 }
 
+// final trials are done with; a confirmed and persisted one is not (it
+// can still be reverted, which removes its files).
 func (t *TrialInfo) final() bool {
-	return t.State == StateConfirmed || t.State == StateReverted || t.State == StateEnded
+	return t.State == StateReverted || t.State == StateEnded || (t.State == StateConfirmed && !t.Persisted)
 }
 
 // Event is what the engine reports to the daemon.

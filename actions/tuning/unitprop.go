@@ -98,7 +98,7 @@ func resolveUnitProp(_ context.Context, env *Env, name, target string) (Knob, er
 		if env.Units == nil {
 			return nil, unavailable("no systemd connection configured")
 		}
-		return &unitKnob{units: env.Units, spec: s, unit: target}, nil
+		return &unitKnob{units: env.Units, spec: s, unit: target, etc: env.Etc}, nil
 	}
 	return nil, fmt.Errorf("%w: %q (unit knobs: CPUWeight, IOWeight, MemoryHigh, MemoryMax, TasksMax)", ErrUnknownKnob, name)
 }
@@ -120,6 +120,7 @@ type unitKnob struct {
 	units UnitProperties
 	spec  unitPropSpec
 	unit  string
+	etc   string
 }
 
 func (k *unitKnob) Key() string { return "unit." + k.spec.prop + "@" + k.unit }
