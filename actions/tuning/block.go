@@ -125,12 +125,7 @@ func (k *blockKnob) Validate(_ context.Context, value string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		for _, s := range all {
-			if s == value {
-				return value, nil
-			}
-		}
-		return "", invalid("%s: %q is not one of the device's schedulers (%s)", k.Key(), value, strings.Join(all, ", "))
+		return oneOf(k.Key(), value, all)
 	}
 	n, err := parseBounded(k.Key(), value, 0, 65536)
 	if err != nil {

@@ -143,15 +143,13 @@ func (k *cpufreqKnob) Validate(ctx context.Context, value string) (string, error
 	if err != nil {
 		return "", err
 	}
-	for _, a := range all {
-		if a == value {
-			if cur, err := k.Read(ctx); err == nil && strings.HasPrefix(cur, "mixed:") {
-				return "", invalid("%s differs between CPU policies (%s); a trial could not restore it", k.name, cur)
-			}
-			return value, nil
-		}
+	if _, err := oneOf(k.name, value, all); err != nil {
+		return "", err
 	}
-	return "", invalid("%s: %q is not one of %s", k.name, value, strings.Join(all, ", "))
+	if cur, err := k.Read(ctx); err == nil && strings.HasPrefix(cur, "mixed:") {
+		return "", invalid("%s differs between CPU policies (%s); a trial could not restore it", k.name, cur)
+	}
+	return value, nil
 }
 
 func (k *cpufreqKnob) Write(_ context.Context, value string) error {

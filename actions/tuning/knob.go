@@ -182,6 +182,16 @@ func parseBounded(name, value string, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
+// oneOf accepts value only if the live system offered it.
+func oneOf(name, value string, all []string) (string, error) {
+	for _, a := range all {
+		if a == value {
+			return value, nil
+		}
+	}
+	return "", invalid("%s: %q is not one of %s", name, value, strings.Join(all, ", "))
+}
+
 // bracketed parses a kernel choice list, "always [madvise] never", into the
 // selected entry and all entries ("" when none is bracketed).
 func bracketed(text string) (string, []string) {

@@ -3,7 +3,6 @@ package tuning
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -94,12 +93,7 @@ func (k *ppdKnob) Validate(_ context.Context, value string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, a := range all {
-		if a == value {
-			return value, nil
-		}
-	}
-	return "", invalid("%s: %q is not one of %s", ppdKnobName, value, strings.Join(all, ", "))
+	return oneOf(ppdKnobName, value, all)
 }
 
 func (k *ppdKnob) Write(ctx context.Context, value string) error {

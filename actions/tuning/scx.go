@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	godbus "github.com/godbus/dbus/v5"
 )
@@ -88,12 +87,7 @@ func (k *scxKnob) Validate(_ context.Context, value string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, a := range all {
-		if a == value {
-			return value, nil
-		}
-	}
-	return "", invalid("%s: %q is not one of %s", scxKnobName, value, strings.Join(all, ", "))
+	return oneOf(scxKnobName, value, all)
 }
 
 func (k *scxKnob) Write(ctx context.Context, value string) error {

@@ -87,12 +87,7 @@ func (k *thpKnob) Validate(_ context.Context, value string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, a := range all {
-		if a == value {
-			return value, nil
-		}
-	}
-	return "", invalid("%s: %q is not one of %s", k.name, value, strings.Join(all, ", "))
+	return oneOf(k.name, value, all)
 }
 
 func (k *thpKnob) Write(_ context.Context, value string) error { return writeSysfs(k.path(), value) }
