@@ -131,7 +131,10 @@ func (k *blockKnob) Validate(_ context.Context, value string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strconv.FormatInt(n, 10), nil
+	// The kernel keeps read-ahead in pages and reads back the rounded value
+	// (250 → 248), which would look like someone else's change.
+	pageKB := int64(os.Getpagesize() / 1024)
+	return strconv.FormatInt(n-n%pageKB, 10), nil
 }
 
 func (k *blockKnob) Write(_ context.Context, value string) error { return writeSysfs(k.path(), value) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -145,5 +146,16 @@ func TestBracketedChoiceLists(t *testing.T) {
 		if cur, _ := bracketed(in); cur != want {
 			t.Errorf("%q → %q, want %q", in, cur, want)
 		}
+	}
+}
+
+func TestReadAheadIsRoundedAsTheKernelStoresIt(t *testing.T) {
+	k, err := Resolve(bg, DefaultEnv(), "block.read_ahead_kb", "loop0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strconv.Itoa(250 - 250%(os.Getpagesize()/1024))
+	if v, err := k.Validate(bg, "250"); err != nil || v != want {
+		t.Fatalf("read_ahead_kb 250 → %q %v, want %s (what the kernel reads back)", v, err, want)
 	}
 }
