@@ -113,6 +113,12 @@ func TestUnitKnobTrialsUnderSystemd(t *testing.T) {
 		t.Fatalf("foreign TasksMax 77 became %q", got)
 	}
 
+	// An alias would let two trials hold one unit's property.
+	_, err = e.Start(bg, []Change{{Knob: "unit.CPUWeight", Target: "dbus-org.freedesktop.hostname1.service", Value: "20"}}, Options{})
+	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "systemd-hostnamed.service") {
+		t.Fatalf("CPUWeight on an alias: %v, want ErrInvalidArgument naming systemd-hostnamed.service", err)
+	}
+
 	// Invalid: a unit that does not exist; nothing changes.
 	_, err = e.Start(bg, []Change{{Knob: "unit.MemoryMax", Target: "npllm-no-such-unit.service", Value: "1G"}}, Options{})
 	if !errors.Is(err, ErrInvalidArgument) {

@@ -237,6 +237,12 @@ func (s *SystemdUnits) Get(ctx context.Context, unit, prop string) (uint64, erro
 	if st, _ := ls.Value.Value().(string); st != "loaded" {
 		return 0, invalid("no unit %q (load state %q)", unit, st)
 	}
+	// One trial per knob holds only if every unit has one name here.
+	if id, err := conn.GetUnitPropertyContext(ctx, unit, "Id"); err == nil {
+		if name, _ := id.Value.Value().(string); name != "" && name != unit {
+			return 0, invalid("%q is an alias of %q; name the unit itself", unit, name)
+		}
+	}
 	p, err := conn.GetUnitTypePropertyContext(ctx, unit, unitType(unit), prop)
 	if err != nil {
 		return 0, fmt.Errorf("systemd: %s %s: %w", unit, prop, err)
