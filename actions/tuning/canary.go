@@ -17,6 +17,14 @@ type Metrics interface {
 	Sample(ctx context.Context, w Watch) (float64, error)
 }
 
+// Baseliner is optionally implemented by a Metrics that has learned what is
+// normal for a unit or program (npllmd's per-program baselines): a trial
+// then compares against that instead of one sample taken before the change,
+// which may have caught the workload idle.
+type Baseliner interface {
+	Baseline(ctx context.Context, w Watch) (value float64, ok bool)
+}
+
 // Metric names a trial may watch.
 const (
 	MetricPSICPUSome     = "psi.cpu.some"
@@ -129,6 +137,23 @@ func regressed(w Watch, before, now float64) bool {
 		return before-now > allowed
 	}
 	return now-before > allowed
+}
+
+// baselines are the "before" figures: learned ones where the source has
+// them, else a sample now.
+func baselines(ctx context.Context, m Metrics, watches []Watch) ([]Figure, error) {
+	out, err := sampleAll(ctx, m, watches)
+	if err != nil {
+		return nil, err
+	}
+	if b, ok := m.(Baseliner); ok {
+		for i, w := range watches {
+			if v, ok := b.Baseline(ctx, w); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+				out[i].Value = v
+			}
+		}
+	}
+	return out, nil
 }
 
 func sampleAll(ctx context.Context, m Metrics, watches []Watch) ([]Figure, error) {

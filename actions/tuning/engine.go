@@ -116,7 +116,10 @@ func (e *Engine) Start(ctx context.Context, changes []Change, opts Options) (Tri
 	e.mu.Lock()
 	recovered, closed := e.recovered, e.closed
 	e.mu.Unlock()
-	if !recovered || closed {
+	if closed {
+		return "", fmt.Errorf("%w: the tuning engine is closed", ErrUnavailable)
+	}
+	if !recovered {
 		return "", ErrNotRecovered
 	}
 	knobs := make([]Knob, len(changes))
@@ -153,7 +156,7 @@ func (e *Engine) Start(ctx context.Context, changes []Change, opts Options) (Tri
 	var before []Figure
 	if len(opts.Watch) > 0 {
 		var err error
-		if before, err = sampleAll(ctx, e.cfg.Metrics, opts.Watch); err != nil {
+		if before, err = baselines(ctx, e.cfg.Metrics, opts.Watch); err != nil {
 			return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}

@@ -314,3 +314,31 @@ func findTunable(list []TunableInfo, name, target string) TunableInfo {
 	}
 	return TunableInfo{}
 }
+
+// learnedMetrics is the fake metric source with a learned baseline for the
+// protected program: its CPU now (0.5 cores) is half of what is normal (1.0).
+type learnedMetrics struct{ fakeMetrics }
+
+func (l *learnedMetrics) Sample(_ context.Context, w Watch) (float64, error) { return 0.5, nil }
+
+func (l *learnedMetrics) Baseline(_ context.Context, w Watch) (float64, bool) {
+	return 1.0, w.Metric == MetricProgramCPU
+}
+
+func TestCanaryComparesWithTheLearnedBaseline(t *testing.T) {
+	needRoot(t)
+	orig, other := keepSwappiness(t)
+	e, ev := newEngine(t, t.TempDir(), &learnedMetrics{})
+	if _, err := e.Start(bg, swapChange(other), Options{Canary: 5 * time.Second, Lease: 10 * time.Second,
+		Every: 20 * time.Millisecond, Watch: []Watch{{Metric: MetricProgramCPU, Target: "make"}}}); err != nil {
+		t.Fatal(err)
+	}
+	reg := ev.wait(t, EventRegressed, time.Second)
+	if r := reg.Regression; r.Before != 1.0 || r.After != 0.5 {
+		t.Fatalf("regression %+v, want the learned 1.0 → 0.5", r)
+	}
+	ev.wait(t, EventReverted, time.Second)
+	if got := readKnob(t, swappiness); got != orig {
+		t.Fatalf("swappiness %s, want %s", got, orig)
+	}
+}
