@@ -12,8 +12,13 @@ import (
 	"github.com/openai/openai-go/v3/shared"
 )
 
-// ErrStepLimit: the model kept calling tools past the step limit.
-var ErrStepLimit = errors.New("step limit reached")
+// Named errors of a question's budgets.
+var (
+	// ErrStepLimit: the model kept calling tools past the step limit.
+	ErrStepLimit = errors.New("step limit reached")
+	// ErrTokenBudget: the answer was cut at MaxTokens (Answer has the text).
+	ErrTokenBudget = errors.New("token budget reached")
+)
 
 // Options bound and observe a session; zero fields take the defaults.
 type Options struct {
@@ -148,6 +153,9 @@ func (s *Session) Ask(ctx context.Context, question string) (Answer, error) {
 		}
 		s.record = append(s.record, msg)
 		if len(msg.ToolCalls) == 0 {
+			if r.finish == "length" {
+				return ans, fmt.Errorf("%w: the answer reached the budget of %d tokens and was cut", ErrTokenBudget, s.opts.MaxTokens)
+			}
 			return ans, nil
 		}
 		for _, c := range msg.ToolCalls {

@@ -354,3 +354,19 @@ func TestEscapeSequencesNeverReachTheTerminal(t *testing.T) {
 		t.Fatalf("text = %q, shown %q, want %q", ans.Text, o.all(), want)
 	}
 }
+
+func TestAnswerCutByTheTokenBudgetIsReported(t *testing.T) {
+	m := newFakeModel(t, func(w *sse, _ modelRequest) {
+		w.text("The busiest process is")
+		w.finish("length")
+		w.done()
+	})
+	s, _ := newSession(t, m, &fakeTools{}, Options{MaxTokens: 5})
+	ans, err := s.Ask(context.Background(), "x")
+	if !errors.Is(err, ErrTokenBudget) || ans.Text != "The busiest process is" {
+		t.Fatalf("answer %q, err %v", ans.Text, err)
+	}
+	if got := m.got()[0].MaxTokens; got != 5 {
+		t.Fatalf("max_tokens sent = %d", got)
+	}
+}
