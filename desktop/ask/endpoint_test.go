@@ -163,7 +163,9 @@ func TestAPIKeyFileMustBePrivate(t *testing.T) {
 		}
 		return p
 	}
-	cfg := func(p string) ModelConfig { return ModelConfig{URL: "http://127.0.0.1:1/v1", Model: "m", APIKeyFile: p} }
+	cfg := func(p string) ModelConfig {
+		return ModelConfig{URL: "http://127.0.0.1:1/v1", Model: "m", APIKeyFile: p}
+	}
 	for _, tc := range []struct {
 		path string
 		want error

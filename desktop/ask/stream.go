@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -68,13 +67,12 @@ func (s *Session) step(ctx context.Context, params openai.ChatCompletionNewParam
 	}
 	stream := s.chat.NewStreaming(ctx, params, option.WithMiddleware(alive))
 	defer stream.Close()
-	var clean textFilter
 	for stream.Next() {
 		for _, ch := range stream.Current().Choices {
 			if ch.Index != 0 { // only one choice is asked for
 				continue
 			}
-			if t := clean.filter(ch.Delta.Content); t != "" {
+			if t := cleanText(ch.Delta.Content); t != "" {
 				r.text.WriteString(t)
 				if s.opts.OnText != nil {
 					s.opts.OnText(t)
@@ -163,35 +161,21 @@ func (a *activityBody) Read(p []byte) (int, error) {
 
 func (a *activityBody) Close() error { return a.rc.Close() }
 
-// textFilter drops control characters from the model's text before anyone
+// cleanText drops control characters from the model's text before anyone
 // prints it: a terminal would obey escape sequences (C0, DEL and C1
-// controls; newline and tab stay). A rune split across two deltas is kept
-// until its end arrives.
-type textFilter struct{ pending []byte }
-
-func (f *textFilter) filter(s string) string {
-	if s == "" && len(f.pending) == 0 {
-		return ""
-	}
-	b := append(f.pending, s...)
-	f.pending = nil
-	var out strings.Builder
-	for i := 0; i < len(b); {
-		r, size := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && size <= 1 && !utf8.FullRune(b[i:]) {
-			f.pending = append([]byte(nil), b[i:]...)
-			break
+// controls go; newline and tab stay). Deltas are decoded JSON strings, so
+// always whole runes.
+func cleanText(s string) string {
+	for i := 0; i < len(s); i++ {
+		// 0xc2 leads U+0080–U+00BF, which holds the C1 controls.
+		if c := s[i]; c < 0x20 && c != '\n' && c != '\t' || c == 0x7f || c == 0xc2 {
+			return strings.Map(func(r rune) rune {
+				if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f || r >= 0x80 && r < 0xa0 {
+					return -1
+				}
+				return r
+			}, s)
 		}
-		switch {
-		case r == '\n' || r == '\t':
-			out.WriteRune(r)
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-		case r == utf8.RuneError && size == 1:
-			out.WriteRune(utf8.RuneError)
-		default:
-			out.Write(b[i : i+size])
-		}
-		i += size
 	}
-	return out.String()
+	return s
 }
