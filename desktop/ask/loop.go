@@ -76,7 +76,7 @@ func (o *Options) defaults() {
 }
 
 // Session is a conversation with the model: Ask once for one question,
-// again for a follow-up.
+// again for a follow-up. One Ask at a time.
 type Session struct {
 	ep     *Endpoint
 	tools  Tools
@@ -138,6 +138,9 @@ func (s *Session) Ask(ctx context.Context, question string) (Answer, error) {
 		if r.dropped > 0 {
 			msg.Note = fmt.Sprintf("%d tool calls beyond %d in one reply were dropped", r.dropped, maxCallsPerReply)
 		}
+		if err == nil && r.finish == "" && ans.Text == "" && len(msg.ToolCalls) == 0 {
+			err = fmt.Errorf("%w: the server sent no streamed reply (is %s an OpenAI-compatible endpoint?)", ErrIncomplete, s.ep.BaseURL)
+		}
 		if err == nil && len(msg.ToolCalls) > 0 {
 			switch {
 			case r.finish != "tool_calls" && r.finish != "stop":
@@ -185,6 +188,7 @@ func (s *Session) run(ctx context.Context, step int, c ToolCall) Message {
 	rep := ToolReport{Step: step, Call: c}
 	reject := func(why string) Message {
 		rep.Phase, rep.Rejected, rep.IsError, rep.Result = PhaseResult, why, true, why
+		s.opts.Log.Info("model's tool call refused", "tool", clip(c.Name, maxToolName), "reason", why)
 		s.report(rep)
 		return Message{Role: "tool", ToolCallID: c.ID, Name: c.Name, Content: "error: " + why + " Nothing was done.", Error: why}
 	}
@@ -202,6 +206,7 @@ func (s *Session) run(ctx context.Context, step int, c ToolCall) Message {
 	rep.Phase = PhaseCall
 	s.report(rep)
 	res, err := s.tools.Call(ctx, def.Name, args)
+	s.opts.Log.Debug("model's tool call", "tool", def.Name, "write", def.Write, "tool_error", res.IsError, "err", err)
 	rep.Phase, rep.Executed = PhaseResult, true
 	if err != nil {
 		rep.IsError, rep.Result = true, "the tool could not run: "+err.Error()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,9 @@ func newSession(t *testing.T, m *fakeModel, tools Tools, opts Options) (*Session
 		t.Fatalf("resolve: %v", err)
 	}
 	o := &observed{}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
 	opts.OnText = func(s string) { o.mu.Lock(); o.text = append(o.text, s); o.mu.Unlock() }
 	opts.OnTool = func(r ToolReport) { o.mu.Lock(); o.reports = append(o.reports, r); o.mu.Unlock() }
 	return NewSession(ep, tools, opts), o
@@ -368,5 +372,23 @@ func TestAnswerCutByTheTokenBudgetIsReported(t *testing.T) {
 	}
 	if got := m.got()[0].MaxTokens; got != 5 {
 		t.Fatalf("max_tokens sent = %d", got)
+	}
+}
+
+func TestServerErrorsAndNonStreamedRepliesAreReported(t *testing.T) {
+	m := newFakeModel(t,
+		func(w *sse, _ modelRequest) {
+			// What ollama answers for a model it does not have, mid-stream.
+			w.raw(`data: {"error":{"message":"model \"qwen9\" not found, try pulling it first","type":"api_error"}}`)
+		},
+		func(w *sse, _ modelRequest) {
+			w.raw(`{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}`)
+		})
+	s, _ := newSession(t, m, &fakeTools{}, Options{})
+	if _, err := s.Ask(context.Background(), "x"); err == nil || !strings.Contains(err.Error(), `qwen9`) || !strings.Contains(err.Error(), "not found, try pulling it") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := s.Ask(context.Background(), "x"); !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "no streamed reply") {
+		t.Fatalf("err = %v", err)
 	}
 }
