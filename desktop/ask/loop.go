@@ -130,7 +130,7 @@ func (s *Session) Ask(ctx context.Context, question string) (Answer, error) {
 	for {
 		ans.Steps++
 		r, err := s.step(ctx, s.params())
-		ans.Text = r.text.String()
+		ans.Text = r.text()
 		msg := Message{Role: "assistant", Content: ans.Text, Finish: r.finish, ReplyBytes: r.bytes}
 		for i, c := range r.calls {
 			msg.ToolCalls = append(msg.ToolCalls, ToolCall{ID: callID(c, ans.Steps, i), Name: c.name, Arguments: c.args.String(), oversized: c.oversized})

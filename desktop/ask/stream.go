@@ -38,12 +38,14 @@ type streamedCall struct {
 
 // reply is one streamed model answer.
 type reply struct {
-	text    strings.Builder
+	parts   []string // text as it came; joined once (a growing builder re-copies ~5× its size)
 	calls   []*streamedCall
 	dropped int // tool calls beyond maxCallsPerReply
 	finish  string
 	bytes   int64
 }
+
+func (r *reply) text() string { return strings.Join(r.parts, "") }
 
 // step sends the conversation once and reads the streamed reply: text goes
 // to onText as it arrives, tool calls are accumulated by index (arguments
@@ -73,7 +75,7 @@ func (s *Session) step(ctx context.Context, params openai.ChatCompletionNewParam
 				continue
 			}
 			if t := cleanText(ch.Delta.Content); t != "" {
-				r.text.WriteString(t)
+				r.parts = append(r.parts, t)
 				if s.opts.OnText != nil {
 					s.opts.OnText(t)
 				}
