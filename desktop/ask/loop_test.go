@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -188,13 +189,13 @@ func TestBadArgumentsAreRefusedBeforeAnythingRuns(t *testing.T) {
 }
 
 func TestTenMegabytesOfTextAreCutAndReported(t *testing.T) {
-	sent := 0
+	var sent atomic.Int64 // written by the server's goroutine
 	m := newFakeModel(t, func(w *sse, _ modelRequest) {
 		w.toolCall(0, "call_x", "system_status", "{}")
 		piece := strings.Repeat("blah ", 2000) // 10 kB
-		for sent < 10<<20 && !w.closed {
+		for sent.Load() < 10<<20 && !w.closed {
 			w.text(piece)
-			sent += len(piece)
+			sent.Add(int64(len(piece)))
 		}
 		w.finish("tool_calls")
 		w.done()
@@ -208,14 +209,14 @@ func TestTenMegabytesOfTextAreCutAndReported(t *testing.T) {
 	if len(ans.Text) == 0 || len(ans.Text) > 1<<20 || len(o.all()) != len(ans.Text) {
 		t.Fatalf("kept %d bytes of text (shown %d), want some and at most 1 MiB", len(ans.Text), len(o.all()))
 	}
-	if sent >= 10<<20 {
-		t.Fatalf("the server could write all %d bytes: the client did not stop reading", sent)
+	if n := sent.Load(); n >= 10<<20 {
+		t.Fatalf("the server could write all %d bytes: the client did not stop reading", n)
 	}
 	if got := tools.executed(); len(got) != 0 {
 		t.Fatalf("a tool call of the cut reply ran: %q", got)
 	}
 	tr := s.Transcript()
-	if last := tr.Messages[len(tr.Messages)-1]; !strings.Contains(last.Error, "was cut") || last.ReplyBytes < 1<<20 {
+	if last := tr.Messages[len(tr.Messages)-1]; !strings.Contains(last.Error, "was cut") || last.ReplyBytes != 1<<20 {
 		t.Fatalf("transcript's last message = %+v", last)
 	}
 }
