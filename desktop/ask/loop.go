@@ -85,13 +85,14 @@ type Session struct {
 	defs   []ToolDef
 	offer  []openai.ChatCompletionToolUnionParam
 	all    map[string]ToolDef // every tool, to name a refused write
+	ids    map[string]bool    // tool-call ids used so far
 	record []Message
 }
 
 // NewSession prepares a conversation with ep using tools.
 func NewSession(ep *Endpoint, tools Tools, opts Options) *Session {
 	opts.defaults()
-	s := &Session{ep: ep, tools: tools, opts: opts, all: map[string]ToolDef{}}
+	s := &Session{ep: ep, tools: tools, opts: opts, all: map[string]ToolDef{}, ids: map[string]bool{}}
 	s.chat = openai.NewChatCompletionService(ep.options(opts.MaxReplyBytes)...)
 	for _, d := range tools.Definitions(false) {
 		s.all[d.Name] = d
@@ -133,7 +134,7 @@ func (s *Session) Ask(ctx context.Context, question string) (Answer, error) {
 		ans.Text = r.text()
 		msg := Message{Role: "assistant", Content: ans.Text, Finish: r.finish, ReplyBytes: r.bytes}
 		for i, c := range r.calls {
-			msg.ToolCalls = append(msg.ToolCalls, ToolCall{ID: callID(c, ans.Steps, i), Name: c.name, Arguments: c.args.String(), oversized: c.oversized})
+			msg.ToolCalls = append(msg.ToolCalls, ToolCall{ID: s.callID(c, ans.Steps, i), Name: c.name, Arguments: c.args.String(), oversized: c.oversized})
 		}
 		if r.dropped > 0 {
 			msg.Note = fmt.Sprintf("%d tool calls beyond %d in one reply were dropped", r.dropped, maxCallsPerReply)
@@ -152,6 +153,11 @@ func (s *Session) Ask(ctx context.Context, question string) (Answer, error) {
 		if err != nil {
 			msg.Error = err.Error()
 			s.record = append(s.record, msg)
+			// Every call gets an answer, so a follow-up is still a
+			// well-formed conversation.
+			for _, c := range msg.ToolCalls {
+				s.record = append(s.record, Message{Role: "tool", ToolCallID: c.ID, Name: c.Name, Content: "error: not run: " + err.Error(), Error: "not run"})
+			}
 			return ans, err
 		}
 		s.record = append(s.record, msg)
@@ -173,12 +179,16 @@ func (s *Session) Ask(ctx context.Context, question string) (Answer, error) {
 	}
 }
 
-// callID keeps the server's id, or makes one (some servers send none).
-func callID(c *streamedCall, step, i int) string {
-	if c.id != "" && len(c.id) <= 128 {
-		return c.id
+// callID keeps the server's id, or makes one when it sent none, an odd
+// one, or one already used in this conversation (results are matched to
+// calls by id).
+func (s *Session) callID(c *streamedCall, step, i int) string {
+	id := c.id
+	if id == "" || len(id) > 128 || s.ids[id] {
+		id = fmt.Sprintf("npllm_%d_%d_%d", len(s.record), step, i)
 	}
-	return fmt.Sprintf("call_%d_%d", step, i)
+	s.ids[id] = true
+	return id
 }
 
 // run checks one tool call like any untrusted request — offered name, JSON

@@ -216,7 +216,7 @@ func TestTenMegabytesOfTextAreCutAndReported(t *testing.T) {
 		t.Fatalf("a tool call of the cut reply ran: %q", got)
 	}
 	tr := s.Transcript()
-	if last := tr.Messages[len(tr.Messages)-1]; !strings.Contains(last.Error, "was cut") || last.ReplyBytes != 1<<20 {
+	if last := tr.Messages[len(tr.Messages)-2]; last.Role != "assistant" || !strings.Contains(last.Error, "was cut") || last.ReplyBytes != 1<<20 {
 		t.Fatalf("transcript's last message = %+v", last)
 	}
 }
@@ -391,5 +391,31 @@ func TestServerErrorsAndNonStreamedRepliesAreReported(t *testing.T) {
 	}
 	if _, err := s.Ask(context.Background(), "x"); !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "no streamed reply") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestFollowUpAfterARefusedReplyIsWellFormed(t *testing.T) {
+	// Two calls share one id, and the reply is cut before it finishes.
+	m := newFakeModel(t, func(w *sse, _ modelRequest) {
+		w.toolCall(0, "call_1", "system_status", "{}")
+		w.toolCall(1, "call_1", "process_details", `{"pid":1}`)
+		w.done()
+	}, answer("ok"))
+	tools := &fakeTools{}
+	s, _ := newSession(t, m, tools, Options{})
+	if _, err := s.Ask(context.Background(), "x"); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := s.Ask(context.Background(), "and now?"); err != nil {
+		t.Fatal(err)
+	}
+	msgs := m.got()[1].Messages
+	calls := msgs[2]["tool_calls"].([]any)
+	id0, id1 := calls[0].(map[string]any)["id"], calls[1].(map[string]any)["id"]
+	if id0 == id1 || msgs[3]["tool_call_id"] != id0 || msgs[4]["tool_call_id"] != id1 || msgs[5]["content"] != "and now?" {
+		t.Fatalf("follow-up request = %v", msgs)
+	}
+	if got := tools.executed(); len(got) != 0 {
+		t.Fatalf("ran %q", got)
 	}
 }
