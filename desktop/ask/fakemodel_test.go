@@ -226,6 +226,9 @@ func (f *fakeTools) Call(_ context.Context, name string, args json.RawMessage) (
 	if err := json.Unmarshal(args, &a); err != nil {
 		return ToolResult{Text: "arguments: " + err.Error(), IsError: true}, nil
 	}
+	if strings.Contains(string(args), "crash me") { // a tool bug the model's input could hit
+		panic("index out of range")
+	}
 	if name == "process_details" || name == "signal_process" {
 		if a.PID == nil || *a.PID < 1 || *a.PID > 4194304 || *a.PID != float64(int(*a.PID)) {
 			return ToolResult{Text: "pid must be an integer from 1 to 4194304", IsError: true}, nil

@@ -215,7 +215,7 @@ func (s *Session) run(ctx context.Context, step int, c ToolCall) Message {
 	}
 	rep.Phase = PhaseCall
 	s.report(rep)
-	res, err := s.tools.Call(ctx, def.Name, args)
+	res, err := s.call(ctx, def.Name, args)
 	s.opts.Log.Debug("model's tool call", "tool", def.Name, "write", def.Write, "tool_error", res.IsError, "err", err)
 	rep.Phase, rep.Executed = PhaseResult, true
 	if err != nil {
@@ -230,6 +230,18 @@ func (s *Session) run(ctx context.Context, step int, c ToolCall) Message {
 	rep.IsError, rep.Result = res.IsError, res.Text
 	s.report(rep)
 	return Message{Role: "tool", ToolCallID: c.ID, Name: c.Name, Content: content}
+}
+
+// call runs a tool; a panic on the model's input becomes an error result
+// rather than the end of the agent.
+func (s *Session) call(ctx context.Context, name string, args json.RawMessage) (res ToolResult, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.opts.Log.Error("tool panicked", "tool", name, "panic", fmt.Sprint(p))
+			res, err = ToolResult{}, fmt.Errorf("internal error in %s", name)
+		}
+	}()
+	return s.tools.Call(ctx, name, args)
 }
 
 func (s *Session) find(name string) (ToolDef, bool) {

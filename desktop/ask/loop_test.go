@@ -419,3 +419,15 @@ func TestFollowUpAfterARefusedReplyIsWellFormed(t *testing.T) {
 		t.Fatalf("ran %q", got)
 	}
 }
+
+func TestAToolPanicBecomesAnErrorResult(t *testing.T) {
+	m := newFakeModel(t, calls("process_details", `{"pid":1,"x":"crash me"}`), answer("ok"))
+	s, o := newSession(t, m, &fakeTools{}, Options{})
+	if _, err := s.Ask(context.Background(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := m.got()[1].last("tool")["content"].(string)
+	if !strings.Contains(res, "internal error in process_details") || !o.reports[len(o.reports)-1].IsError {
+		t.Fatalf("model was told %q", res)
+	}
+}
