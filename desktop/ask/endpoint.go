@@ -76,6 +76,11 @@ func Resolve(ctx context.Context, cfg ModelConfig, ro ResolveOptions) (*Endpoint
 	}
 	ep := &Endpoint{Name: "configured", Model: strings.TrimSpace(cfg.Model)}
 	if cfg.APIKeyFile != "" {
+		// A probed port may belong to anyone on this machine: a key goes
+		// only to a server the user named.
+		if cfg.URL == "" {
+			return nil, fmt.Errorf("%w: api_key_file needs url in [model]: the key is sent only to a server you name", ErrKeyFile)
+		}
 		key, err := readAPIKey(cfg.APIKeyFile)
 		if err != nil {
 			return nil, err

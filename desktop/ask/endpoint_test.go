@@ -185,8 +185,15 @@ func TestAPIKeyFileMustBePrivate(t *testing.T) {
 	if _, err := Resolve(context.Background(), cfg(link), ResolveOptions{}); !errors.Is(err, ErrKeyFile) {
 		t.Errorf("symlink: err = %v, want ErrKeyFile", err)
 	}
-	if _, err := Resolve(context.Background(), cfg(write("good", 0o600)), ResolveOptions{}); err != nil {
+	good := write("good", 0o600)
+	if _, err := Resolve(context.Background(), cfg(good), ResolveOptions{}); err != nil {
 		t.Errorf("0600 own file: %v", err)
+	}
+	// Probed ports may be anyone's: no key is sent to them.
+	m := newFakeModel(t)
+	_, err := Resolve(context.Background(), ModelConfig{APIKeyFile: good}, ResolveOptions{Candidates: []Candidate{{"ollama", portOf(t, m)}}})
+	if !errors.Is(err, ErrKeyFile) || !strings.Contains(err.Error(), "needs url") {
+		t.Errorf("key without url: err = %v", err)
 	}
 }
 
