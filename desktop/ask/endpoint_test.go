@@ -233,3 +233,23 @@ func TestModelConfigIsTheModelTableOfAgentToml(t *testing.T) {
 		t.Fatalf("missing file: %+v, %v", c, err)
 	}
 }
+
+func TestModelWithoutToolSupportIsNamed(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		// ollama's answer for a model without tool calling.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"error":{"message":"registry.ollama.ai/library/gemma:2b does not support tools","type":"api_error","param":null,"code":null}}`))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ep, err := Resolve(context.Background(), ModelConfig{URL: srv.URL, Model: "gemma:2b"}, ResolveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewSession(ep, &fakeTools{}, Options{}).Ask(context.Background(), "x")
+	if !errors.Is(err, ErrNoToolSupport) || !strings.Contains(err.Error(), "gemma:2b") {
+		t.Fatalf("err = %v", err)
+	}
+}

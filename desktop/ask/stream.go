@@ -20,6 +20,8 @@ var (
 	// ErrIncomplete: the reply ended without a finish reason, or was cut
 	// by the token budget, while it carried tool calls; none is run.
 	ErrIncomplete = errors.New("incomplete reply")
+	// ErrNoToolSupport: the server refused tools for this model.
+	ErrNoToolSupport = errors.New("the model cannot call tools")
 )
 
 // Limits of one reply: beyond them a call is dropped (and reported).
@@ -102,6 +104,15 @@ func (s *Session) step(ctx context.Context, params openai.ChatCompletionNewParam
 		return r, fmt.Errorf("%w (%s)", ErrTimeBudget, s.opts.TimeBudget)
 	case errors.Is(err, ErrReplyTooLarge):
 		return r, fmt.Errorf("%w: the model's reply passed %d bytes and was cut; nothing in it was run", ErrReplyTooLarge, s.opts.MaxReplyBytes)
+	}
+	var apiErr *openai.Error
+	if errors.As(err, &apiErr) {
+		// The SDK's text is only the status; the server's message says why.
+		msg := printable(clip(apiErr.Message, 300))
+		if strings.Contains(msg, "does not support tools") { // ollama, for such models
+			return r, fmt.Errorf("%w: %s; name one that can (e.g. qwen2.5 or llama3.1) as model in [model] of agent.toml", ErrNoToolSupport, s.ep.Model)
+		}
+		return r, fmt.Errorf("model server %s answered %d: %s", s.ep.BaseURL, apiErr.StatusCode, msg)
 	}
 	return r, fmt.Errorf("model server %s: %w", s.ep.BaseURL, err)
 }
