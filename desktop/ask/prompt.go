@@ -31,7 +31,7 @@ func systemPrompt(defs []ToolDef, readOnly bool) string {
 	if readOnly || len(writes) == 0 {
 		b.WriteString("- This session is read-only: you cannot change anything. When an action would help, tell the user the npllmctl command to run (for example `npllmctl signal PID TERM`).\n")
 	} else {
-		fmt.Fprintf(&b, "- %s change the system. Each call asks the user to consent (their polkit agent shows a dialog) every time, and the user may refuse; then nothing happens. "+
+		fmt.Fprintf(&b, "- Write tools (%s) change the system. Each call asks the user to consent (their polkit agent shows a dialog) every time, and the user may refuse; then nothing happens. "+
 			"Say what you are about to do and why before calling one, call it only when it clearly helps, and never retry a refused one.\n", strings.Join(writes, ", "))
 	}
 	b.WriteString("- Answer briefly, in plain text.\n")
