@@ -27,7 +27,7 @@ func (a *api) SignalProcess(msg godbus.Message, pid uint32, startTime uint64, si
 		return ToDBus(err)
 	}
 	details := map[string]string{"signal": name, "operation": "send SIG" + name + " to"}
-	return c.onProcess(pid, startTime, options, details, false, func(t *actions.Target) error { return t.Signal(sig) })
+	return c.onProcess(pid, startTime, options, details, nil, func(t *actions.Target) error { return t.Signal(sig) })
 }
 
 func (a *api) SetProcessPriority(msg godbus.Message, pid uint32, startTime uint64, nice int32, options map[string]godbus.Variant) (derr *godbus.Error) {
@@ -41,7 +41,12 @@ func (a *api) SetProcessPriority(msg godbus.Message, pid uint32, startTime uint6
 	}
 	n := strconv.Itoa(int(nice))
 	details := map[string]string{"nice": n, "operation": "set the nice value to " + n + " of"}
-	return c.onProcess(pid, startTime, options, details, nice < 0, func(t *actions.Target) error { return t.SetNice(nice) })
+	// As the kernel: below 0, or below any thread's current value, is root's power.
+	escalate := func(t *actions.Target) (bool, error) {
+		raises, err := t.RaisesNice(nice)
+		return nice < 0 || raises, err
+	}
+	return c.onProcess(pid, startTime, options, details, escalate, func(t *actions.Target) error { return t.SetNice(nice) })
 }
 
 func (a *api) SetProcessIOPriority(msg godbus.Message, pid uint32, startTime uint64, class string, level int32, options map[string]godbus.Variant) (derr *godbus.Error) {
@@ -56,7 +61,11 @@ func (a *api) SetProcessIOPriority(msg godbus.Message, pid uint32, startTime uin
 	}
 	l := strconv.Itoa(int(level))
 	details := map[string]string{"io_class": class, "io_level": l, "operation": "set the I/O priority to " + class + " " + l + " of"}
-	return c.onProcess(pid, startTime, options, details, class == "realtime", func(t *actions.Target) error { return t.SetIOPriority(classID, level) })
+	escalate := func(t *actions.Target) (bool, error) {
+		raises, err := t.RaisesIOPriority(classID, level)
+		return class == "realtime" || raises, err
+	}
+	return c.onProcess(pid, startTime, options, details, escalate, func(t *actions.Target) error { return t.SetIOPriority(classID, level) })
 }
 
 func (a *api) ManageUnit(msg godbus.Message, unit, verb string, options map[string]godbus.Variant) (job godbus.ObjectPath, derr *godbus.Error) {
@@ -148,9 +157,10 @@ func (a *api) GetUnit(msg godbus.Message, unit string) (out map[string]godbus.Va
 }
 
 // onProcess pins the target, authorizes the caller for it and acts.
-// escalate marks requests that go beyond what a user may do to their own
-// processes (raising priority), which need the any-process action.
-func (c *call) onProcess(pid uint32, startTime uint64, options map[string]godbus.Variant, details map[string]string, escalate bool, act func(*actions.Target) error) *godbus.Error {
+// escalate, if set, says whether the request goes beyond what a user may
+// do to their own processes (raising priority above the current one); such
+// requests need the any-process action.
+func (c *call) onProcess(pid uint32, startTime uint64, options map[string]godbus.Variant, details map[string]string, escalate func(*actions.Target) (bool, error), act func(*actions.Target) error) *godbus.Error {
 	c.audit = append(c.audit, "pid", pid, "start_time", startTime)
 	for k, v := range details {
 		if k != "operation" {
@@ -174,8 +184,14 @@ func (c *call) onProcess(pid uint32, startTime uint64, options map[string]godbus
 	user := sensors.UserName(t.UID)
 	c.audit = append(c.audit, "comm", t.Comm, "target_uid", t.UID)
 	action := c.rule.ActionFor(callerUID, t.UID)
-	if escalate {
-		action = polkit.ActionManageAnyProcess
+	if escalate != nil {
+		up, err := escalate(t)
+		if err != nil {
+			return ToDBus(err)
+		}
+		if up {
+			action = polkit.ActionManageAnyProcess
+		}
 	}
 	details["pid"] = strconv.FormatUint(uint64(pid), 10)
 	details["uid"] = strconv.FormatUint(uint64(t.UID), 10)

@@ -3,6 +3,7 @@ package alerts
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"sort"
@@ -111,7 +112,7 @@ func LoadConfig(path string) (Config, error) {
 // Validate checks every threshold's range.
 func (c Config) Validate() error {
 	pct := func(key string, v float64) error {
-		if v <= 0 || v > 100 {
+		if !(v > 0 && v <= 100) { // also false for NaN
 			return fmt.Errorf("%w: %s must be in (0, 100], not %g", ErrInvalidConfig, key, v)
 		}
 		return nil
@@ -136,8 +137,8 @@ func (c Config) Validate() error {
 	if c.DiskCriticalPercent < c.DiskWarningPercent {
 		return fmt.Errorf("%w: disk_critical_percent (%g) is below disk_warning_percent (%g)", ErrInvalidConfig, c.DiskCriticalPercent, c.DiskWarningPercent)
 	}
-	if c.AnomalyFactor < 1 || c.AnomalyMinSamples < 1 {
-		return fmt.Errorf("%w: anomaly_rss_factor must be ≥ 1 and anomaly_min_samples ≥ 1", ErrInvalidConfig)
+	if !(c.AnomalyFactor >= 1) || math.IsInf(c.AnomalyFactor, 0) || c.AnomalyMinSamples < 1 {
+		return fmt.Errorf("%w: anomaly_rss_factor must be a finite number ≥ 1 and anomaly_min_samples ≥ 1, not %g and %d", ErrInvalidConfig, c.AnomalyFactor, c.AnomalyMinSamples)
 	}
 	return nil
 }
@@ -175,13 +176,13 @@ func (c Config) With(settings map[string]any) (Config, error) {
 			f.Set(reflect.ValueOf(d))
 		case float64:
 			n, ok := number(val)
-			if !ok {
-				return Config{}, fmt.Errorf("%w: %s takes a number, not %v", ErrInvalidConfig, key, val)
+			if !ok || math.IsNaN(n) || math.IsInf(n, 0) {
+				return Config{}, fmt.Errorf("%w: %s takes a finite number, not %v", ErrInvalidConfig, key, val)
 			}
 			f.SetFloat(n)
 		case uint64, int:
 			n, ok := number(val)
-			if !ok || n < 0 || n != float64(int64(n)) {
+			if !ok || !(n >= 0 && n < 1<<63) || n != float64(int64(n)) {
 				return Config{}, fmt.Errorf("%w: %s takes a non-negative integer, not %v", ErrInvalidConfig, key, val)
 			}
 			if f.Kind() == reflect.Uint64 {
