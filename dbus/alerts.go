@@ -128,9 +128,13 @@ func (a *api) GetBaseline(msg godbus.Message, program string) (out map[string]go
 	if a.s.cfg.Baselines == nil {
 		return nil, NewError(ErrNotSupported, "this daemon keeps no baselines")
 	}
-	bl, ok := a.s.cfg.Baselines.Get(program)
+	callerUID, err := c.callerUID()
+	if err != nil {
+		return nil, ToDBus(err)
+	}
+	bl, ok := a.s.cfg.Baselines.Get(callerUID, program) // the caller's own runs
 	if !ok {
-		return nil, NewError(ErrInvalidArgument, "no baseline for %q yet: it is learned from finished runs of the program (by process name)", program)
+		return nil, NewError(ErrInvalidArgument, "no baseline for %q run by uid %d yet: it is learned from your finished runs of the program (by process name)", program, callerUID)
 	}
 	return baselineToDBus(bl), nil
 }
@@ -145,8 +149,12 @@ func (a *api) ForgetBaseline(msg godbus.Message, program string, options map[str
 	if a.s.cfg.Baselines == nil {
 		return NewError(ErrNotSupported, "this daemon keeps no baselines")
 	}
-	if _, ok := a.s.cfg.Baselines.Get(program); !ok {
-		return NewError(ErrInvalidArgument, "no baseline for %q", program)
+	callerUID, err := c.callerUID()
+	if err != nil {
+		return ToDBus(err)
+	}
+	if _, ok := a.s.cfg.Baselines.Get(callerUID, program); !ok {
+		return NewError(ErrInvalidArgument, "no baseline for %q run by uid %d", program, callerUID)
 	}
 	o := optionReader{method: "ForgetBaseline", opts: options}
 	interactive := c.interactive(&o)
@@ -156,7 +164,7 @@ func (a *api) ForgetBaseline(msg godbus.Message, program string, options map[str
 	if derr := c.authorize(c.rule.Action, map[string]string{"setting": "forget the baseline of " + program, "program": program}, interactive); derr != nil {
 		return derr
 	}
-	a.s.cfg.Baselines.Forget(program)
+	a.s.cfg.Baselines.Forget(callerUID, program)
 	if err := a.s.cfg.Baselines.Save(); err != nil {
 		return ToDBus(err)
 	}

@@ -100,7 +100,7 @@ func (a *api) GetProcess(msg godbus.Message, pid uint32) (info map[string]godbus
 	info = processToDBus(&p, callerUID)
 	if a.s.cfg.Baselines != nil {
 		// The learned normal next to the current values.
-		if bl, ok := a.s.cfg.Baselines.Get(p.Comm); ok {
+		if bl, ok := a.s.cfg.Baselines.Get(p.UID, p.Comm); ok {
 			info["baseline"] = godbus.MakeVariant(baselineToDBus(bl))
 		}
 	}

@@ -146,10 +146,7 @@ func run(log *slog.Logger, o options) error {
 	defer mgr.Close()
 
 	// committed events → alert engine (learns baselines) → Alert signals
-	baselines, err := alerts.OpenBaselines(filepath.Join(o.stateDir, "baselines.json"))
-	if err != nil {
-		return err
-	}
+	baselines := alerts.OpenBaselines(filepath.Join(o.stateDir, "baselines.json"), log)
 	defer func() {
 		if err := baselines.Save(); err != nil {
 			log.Error("save baselines", "err", err)

@@ -244,8 +244,8 @@ func (e *Engine) Event(ev sensors.Event, now time.Time) {
 		core, _ := f["core_dumped"].(bool)
 		name, crashed := fatalSignals[sig]
 		crashed = crashed || core
-		if e.baselines != nil {
-			e.baselines.Observe(str("comm"), u64("max_rss_bytes"), u64("cpu_ns"), u64("runtime_ns"), crashed, now)
+		if e.baselines != nil && ev.HasUID { // a run nobody can be held to teaches nothing
+			e.baselines.Observe(ev.UID, str("comm"), u64("max_rss_bytes"), u64("cpu_ns"), u64("runtime_ns"), crashed, now)
 		}
 		if !crashed {
 			return
@@ -481,7 +481,7 @@ func (e *Engine) processRules(now time.Time) {
 	}
 	over := map[string]bool{}
 	for _, p := range byMem {
-		bl, ok := e.baselines.Get(p.Comm)
+		bl, ok := e.baselines.Get(p.UID, p.Comm)
 		if !ok || bl.Runs < uint64(e.cfg.AnomalyMinSamples) {
 			continue
 		}
