@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/npllm/npllm/sensors"
 )
 
 // Config holds the alert thresholds. Defaults follow what users already
@@ -80,33 +82,41 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // ErrInvalidConfig marks a setting that is unknown or out of range.
 var ErrInvalidConfig = errors.New("invalid setting")
 
-// fileConfig is the layout of npllmd.toml.
-type fileConfig struct {
-	Alerts Config `toml:"alerts"`
+// File is the layout of npllmd.toml: the [alerts] thresholds, and the
+// [disks] table that says which file systems are asked how full they are.
+type File struct {
+	Alerts Config              `toml:"alerts"`
+	Disks  sensors.DiskOptions `toml:"disks"`
 }
 
-// LoadConfig reads path over the defaults. A missing file gives the
+// LoadFile reads path over the defaults. A missing file gives the
 // defaults; unknown keys and bad values are errors naming the key.
-func LoadConfig(path string) (Config, error) {
-	fc := fileConfig{Alerts: DefaultConfig()}
+func LoadFile(path string) (File, error) {
+	fc := File{Alerts: DefaultConfig()}
 	md, err := toml.DecodeFile(path, &fc)
 	if errors.Is(err, os.ErrNotExist) {
-		return DefaultConfig(), nil
+		return File{Alerts: DefaultConfig()}, nil
 	}
 	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		var keys []string
 		for _, k := range und {
 			keys = append(keys, k.String())
 		}
-		return Config{}, fmt.Errorf("%s: %w: unknown keys %s", path, ErrInvalidConfig, strings.Join(keys, ", "))
+		return File{}, fmt.Errorf("%s: %w: unknown keys %s", path, ErrInvalidConfig, strings.Join(keys, ", "))
 	}
 	if err := fc.Alerts.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return fc.Alerts, nil
+	return fc, nil
+}
+
+// LoadConfig reads the [alerts] thresholds of path (see LoadFile).
+func LoadConfig(path string) (Config, error) {
+	f, err := LoadFile(path)
+	return f.Alerts, err
 }
 
 // Validate checks every threshold's range.

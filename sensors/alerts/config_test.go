@@ -49,3 +49,16 @@ func TestNaNAndInfThresholdsAreRefusedAtRunTimeAndChangeNothing(t *testing.T) {
 		t.Errorf("refused changes changed the config: %+v", c)
 	}
 }
+
+func TestDisksTableChoosesNetworkAndFUSEAndRefusesUnknownKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "npllmd.toml")
+	os.WriteFile(path, []byte("[disks]\ninclude_fuse = true\n"), 0o644)
+	f, err := LoadFile(path)
+	if err != nil || !f.Disks.IncludeFUSE || f.Disks.IncludeNetwork || f.Alerts != DefaultConfig() {
+		t.Fatalf("%v %+v", err, f)
+	}
+	os.WriteFile(path, []byte("[disks]\ninclude_fuses = true\n"), 0o644)
+	if _, err := LoadFile(path); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "include_fuses") {
+		t.Errorf("unknown [disks] key: %v", err)
+	}
+}

@@ -372,6 +372,9 @@ func (e *Engine) diskRule(snap *sensors.Snapshot, now time.Time) {
 	for _, d := range snap.Disks {
 		id := KindDiskFull + "/" + d.Mount
 		seen[id] = true
+		if d.Unknown {
+			continue // a hung mount keeps whatever alert it had
+		}
 		used := max(d.UsedPercent, d.InodesPercent)
 		_, active := e.active[id]
 		switch {
