@@ -39,6 +39,8 @@ func bootContainer(t *testing.T, pkgDir string) *container {
 	defer logf.Close()
 	c.cmd = exec.Command("systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", "/", "--volatile=yes",
 		"--overlay=/usr::/usr", "--overlay=/etc::/etc", "--overlay=/var::/var", "--bind-ro="+pkgDir+":/mnt/pkg",
+		// nspawn gives containers no /dev/kmsg; a real machine has one.
+		"--bind-ro=/dev/kmsg",
 		"--capability=all", "--system-call-filter=bpf perf_event_open", "-b", "--console=pipe")
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	// No Pdeathsig: nspawn must get to stop its container (stop does it).
@@ -305,6 +307,35 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		if pid := c.mainPID(t, "npllm-test-ok.service"); pid != before {
 			t.Errorf("the unit restarted anyway (MainPID %s → %s)", before, pid)
 		}
+	})
+
+	t.Run("OOM kills reach npllmd through /dev/kmsg under the hardened unit", func(t *testing.T) {
+		// The eBPF OOM sensor forced off: the fallback must read /dev/kmsg
+		// through PrivateDevices=, DevicePolicy= and the capability set.
+		c.must(t, "sh", "-c", "mkdir -p /etc/systemd/system/npllmd.service.d && printf '[Service]\nExecStart=\nExecStart=/usr/libexec/npllmd --force-variant=oom=kmsg\n' > /etc/systemd/system/npllmd.service.d/kmsg.conf && systemctl daemon-reload && systemctl restart npllmd")
+		defer c.run("sh", "-c", "rm -r /etc/systemd/system/npllmd.service.d && systemctl daemon-reload && systemctl restart npllmd")
+		out := c.must(t, "npllmctl", "--json", "sensors")
+		var rows []map[string]any
+		if err := json.Unmarshal([]byte(out), &rows); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, r := range rows {
+			if r["name"] == "oom" && (r["variant"] != "kmsg" || r["state"] != "running") {
+				t.Fatalf("oom sensor under the hardened unit: %v", r)
+			}
+		}
+		// A uniquely named hog: the kernel's log is the host's, shared with
+		// whatever else runs on this machine.
+		hog := fmt.Sprintf("kmsghog%d", os.Getpid()%100000)
+		c.must(t, "cp", "/usr/bin/tail", "/tmp/"+hog)
+		c.run("systemd-run", "--wait", "--quiet", "-p", "MemoryMax=32M", "-p", "MemorySwapMax=0", "/tmp/"+hog, "/dev/zero")
+		c.waitFor(t, "oom.kill from /dev/kmsg", 20*time.Second, func() string {
+			out, _ := c.run("npllmctl", "--json", "events", "--kind", "oom.kill", "--limit", "20")
+			if !strings.Contains(out, hog) {
+				return out
+			}
+			return ""
+		})
 	})
 
 	t.Run("purge leaves nothing behind", func(t *testing.T) {
