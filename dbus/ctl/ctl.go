@@ -48,7 +48,7 @@ Commands:
                          its private details (e.g. the cgroup)
   baseline PROGRAM [--forget]
                          what npllmd has learned is normal for a program
-                         (peak memory, CPU time, lifetime, crashes);
+                         you run (peak memory, CPU time, lifetime, crashes);
                          --forget starts learning again (polkit: configure)
   config [KEY=VALUE ...] show the alert thresholds, or change them until
                          npllmd restarts (polkit: configure); the file is

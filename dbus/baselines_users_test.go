@@ -1,0 +1,138 @@
+package dbus_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/dbus/devbus"
+)
+
+// Helpers for the poisoning test, dispatched before TestMain.
+func init() {
+	switch os.Getenv("NPLLM_TEST_HELPER") {
+	case "named-footprint":
+		// Take another process name on every thread (the exit event names
+		// whichever thread ends last), touch NPLLM_FOOTPRINT_MIB, exit.
+		name := os.Getenv("NPLLM_NAME")
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, task := range tasks {
+			os.WriteFile("/proc/self/task/"+task.Name()+"/comm", []byte(name), 0)
+		}
+		mib, _ := strconv.Atoi(os.Getenv("NPLLM_FOOTPRINT_MIB"))
+		b := make([]byte, mib<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		os.Exit(int(b[len(b)-1]))
+	case "poison-storm":
+		// As the attacker: N differently named programs, then 5 runs of a
+		// 64 MiB program named like root's.
+		n, _ := strconv.Atoi(os.Args[len(os.Args)-1])
+		run := func(name string, mib int) {
+			cmd := exec.Command(os.Args[0], "-")
+			cmd.Env = append(os.Environ(), "NPLLM_TEST_HELPER=named-footprint", "NPLLM_NAME="+name, "NPLLM_FOOTPRINT_MIB="+strconv.Itoa(mib))
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, name, err)
+				os.Exit(1)
+			}
+		}
+		for i := range n {
+			run(fmt.Sprintf("p%d", i), 1)
+		}
+		for range 5 {
+			run("self", 64)
+		}
+		os.Exit(0)
+	case "my-baseline":
+		conn, err := godbus.ConnectSystemBus()
+		if err != nil {
+			os.Exit(1)
+		}
+		bl, err := npbus.NewClient(conn).Baseline(context.Background(), os.Args[len(os.Args)-1])
+		runs, _ := bl["runs"].Value().(uint64)
+		json.NewEncoder(os.Stdout).Encode(map[string]any{"error": npbus.ErrorName(err), "runs": runs})
+		os.Exit(0)
+	}
+}
+
+// A user running a few hundred differently named programs, and a huge one
+// named like root's, through real execs and the eBPF exit events: root's
+// baseline is neither changed nor evicted, and the user has their own.
+func TestAUsersProgramsNeverChangeRootsBaselineOverTheBus(t *testing.T) {
+	b := devbus.ForTest(t)
+	b.DaemonForTest(t, bin("npllmd"))
+	conn, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := npbus.NewClient(conn)
+	ctx := context.Background()
+	for range 3 {
+		cmd := exec.Command(bin("self"), "-")
+		cmd.Env = append(os.Environ(), "NPLLM_TEST_HELPER=named-footprint", "NPLLM_NAME=self", "NPLLM_FOOTPRINT_MIB=8")
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var before map[string]godbus.Variant
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if before, err = c.Baseline(ctx, "self"); err == nil && before["runs"].Value() == uint64(3) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("root's baseline after three runs: %v %v", err, before)
+		}
+	}
+	alice, _ := users(t)
+	storm := alice.Command(b, bin("self"), "300")
+	storm.Env = append(storm.Env, "NPLLM_TEST_HELPER=poison-storm")
+	if out, err := storm.CombinedOutput(); err != nil {
+		t.Fatalf("alice's programs: %v %s", err, out)
+	}
+	mine := func(program string) (string, uint64) {
+		cmd := alice.Command(b, bin("self"), program)
+		cmd.Env = append(cmd.Env, "NPLLM_TEST_HELPER=my-baseline")
+		out, err := cmd.Output()
+		var res struct {
+			Error string
+			Runs  uint64
+		}
+		if err != nil || json.Unmarshal(out, &res) != nil {
+			t.Fatalf("alice's GetBaseline: %v %s", err, out)
+		}
+		return res.Error, res.Runs
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if e, runs := mine("self"); e == "" && runs >= 5 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("alice's own baseline of self: %q runs %d, want ≥ 5", e, runs)
+		}
+	}
+	// Her differently named programs were learned as hers.
+	if e, runs := mine("p217"); e != "" || runs != 1 {
+		t.Errorf("alice's baseline of p217: %q runs %d, want one run", e, runs)
+	}
+	if _, err := c.Baseline(ctx, "p217"); npbus.ErrorName(err) != npbus.ErrInvalidArgument {
+		t.Errorf("root sees a baseline of alice's p217: %v", err)
+	}
+	after, err := c.Baseline(ctx, "self")
+	if err != nil {
+		t.Fatalf("root's baseline after alice's programs: %v", err)
+	}
+	for _, k := range []string{"runs", "rss_p95_bytes", "rss_ewma_bytes"} {
+		if after[k].Value() != before[k].Value() {
+			t.Errorf("root's baseline %s changed from %v to %v by another user's programs", k, before[k].Value(), after[k].Value())
+		}
+	}
+}
