@@ -13,7 +13,6 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/dbus/devbus"
 )
 
 // Helpers for the poisoning test, dispatched before TestMain.
@@ -68,14 +67,7 @@ func init() {
 // named like root's, through real execs and the eBPF exit events: root's
 // baseline is neither changed nor evicted, and the user has their own.
 func TestAUsersProgramsNeverChangeRootsBaselineOverTheBus(t *testing.T) {
-	b := devbus.ForTest(t)
-	b.DaemonForTest(t, bin("npllmd"))
-	conn, err := b.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := npbus.NewClient(conn)
+	b, _, c := startDaemon(t)
 	ctx := context.Background()
 	for range 3 {
 		cmd := exec.Command(bin("self"), "-")
@@ -85,6 +77,7 @@ func TestAUsersProgramsNeverChangeRootsBaselineOverTheBus(t *testing.T) {
 		}
 	}
 	var before map[string]godbus.Variant
+	var err error
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if before, err = c.Baseline(ctx, "self"); err == nil && before["runs"].Value() == uint64(3) {
 			break

@@ -55,20 +55,14 @@ func TestDamagedBaselinesFileIsMovedAsideAndNpllmdStartsHealthy(t *testing.T) {
 
 // NaN passes every range check written as "v <= 0 || v > 100".
 func TestNaNAndInfThresholdsAreRefusedFromTheFileAndFromConfigure(t *testing.T) {
-	b := devbus.ForTest(t)
-	bad := filepath.Join(b.Dir, "nan.toml")
+	bad := filepath.Join(t.TempDir(), "nan.toml")
 	os.WriteFile(bad, []byte("[alerts]\ndisk_warning_percent = nan\n"), 0o644)
 	out, err := exec.Command(bin("npllmd"), "--config="+bad).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "disk_warning_percent") {
 		t.Fatalf("nan in the file: %v %s", err, out)
 	}
-	b.DaemonForTest(t, bin("npllmd"))
-	conn, err := b.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := npbus.NewClient(conn)
+	_, _, c := startDaemon(t)
+	conn := c.Conn()
 	before, err := c.Configuration(context.Background())
 	if err != nil {
 		t.Fatal(err)

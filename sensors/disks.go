@@ -246,7 +246,28 @@ func (d *disksSensor) scan(ctx context.Context) ([]DiskUsage, error) {
 		out = append(out, usage(e, &r.st))
 	}
 	d.unknown.Store(unknown)
+	d.forgetUnmounted(entries)
 	return out, nil
+}
+
+// forgetUnmounted drops the calls of mounts that left the table once they
+// have answered (a call still hanging stays: it must not be started twice).
+func (d *disksSensor) forgetUnmounted(entries []mountEntry) {
+	current := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		current[e.mount] = true
+	}
+	for m, ch := range d.pending {
+		if current[m] {
+			continue
+		}
+		select {
+		case <-ch:
+			delete(d.pending, m)
+			delete(d.hung, m)
+		default:
+		}
+	}
 }
 
 func usage(e mountEntry, st *unix.Statfs_t) DiskUsage {
