@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"container/list"
 	"log/slog"
 	"slices"
 	"sync"
@@ -24,10 +25,17 @@ type Baselines struct {
 	path string
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	byKey   map[Key]*Baseline
-	perUser map[uint32]int
-	dirty   bool
+	mu    sync.Mutex
+	users map[uint32]*userBaselines
+	total int
+	dirty bool
+}
+
+// userBaselines are one user's, least recently seen at the back, so that
+// eviction costs O(1) and not a scan of the whole set.
+type userBaselines struct {
+	lru       *list.List // of *Baseline
+	byProgram map[string]*list.Element
 }
 
 // Key names one baseline.
@@ -61,7 +69,15 @@ func newBaselines(path string, log *slog.Logger) *Baselines {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Baselines{path: path, log: log, byKey: map[Key]*Baseline{}, perUser: map[uint32]int{}}
+	return &Baselines{path: path, log: log, users: map[uint32]*userBaselines{}}
+}
+
+func (b *Baselines) get(k Key) (*list.Element, *userBaselines) {
+	u := b.users[k.UID]
+	if u == nil {
+		return nil, nil
+	}
+	return u.byProgram[k.Program], u
 }
 
 // Observe records one finished run of program by uid.
@@ -72,16 +88,19 @@ func (b *Baselines) Observe(uid uint32, program string, maxRSS, cpuNS, lifetimeN
 	k := Key{uid, program}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	bl, ok := b.byKey[k]
-	if !ok {
+	var bl *Baseline
+	if el, u := b.get(k); el != nil {
+		u.lru.MoveToFront(el)
+		bl = el.Value.(*Baseline)
+	} else {
 		switch {
-		case b.perUser[uid] >= maxPerUser:
+		case u != nil && u.lru.Len() >= maxPerUser:
 			b.evictOldest(uid)
-		case len(b.byKey) >= maxPrograms:
+		case b.total >= maxPrograms:
 			b.evictOldest(b.biggestUser())
 		}
 		bl = &Baseline{UID: uid, Program: program, EWMARSS: float64(maxRSS)}
-		b.add(bl)
+		b.add(bl, true)
 	}
 	bl.Runs++
 	if crashed {
@@ -95,19 +114,32 @@ func (b *Baselines) Observe(uid uint32, program string, maxRSS, cpuNS, lifetimeN
 	b.dirty = true
 }
 
-func (b *Baselines) add(bl *Baseline) {
-	b.byKey[Key{bl.UID, bl.Program}] = bl
-	b.perUser[bl.UID]++
+// add puts bl in front (most recent) or at the back of its user's list.
+func (b *Baselines) add(bl *Baseline, front bool) {
+	u := b.users[bl.UID]
+	if u == nil {
+		u = &userBaselines{lru: list.New(), byProgram: map[string]*list.Element{}}
+		b.users[bl.UID] = u
+	}
+	if front {
+		u.byProgram[bl.Program] = u.lru.PushFront(bl)
+	} else {
+		u.byProgram[bl.Program] = u.lru.PushBack(bl)
+	}
+	b.total++
 }
 
 func (b *Baselines) remove(k Key) bool {
-	if _, ok := b.byKey[k]; !ok {
+	el, u := b.get(k)
+	if el == nil {
 		return false
 	}
-	delete(b.byKey, k)
-	if b.perUser[k.UID]--; b.perUser[k.UID] <= 0 {
-		delete(b.perUser, k.UID)
+	u.lru.Remove(el)
+	delete(u.byProgram, k.Program)
+	if u.lru.Len() == 0 {
+		delete(b.users, k.UID)
 	}
+	b.total--
 	return true
 }
 
@@ -119,13 +151,13 @@ func pushWindow(w []uint64, v uint64) []uint64 {
 	return w
 }
 
-// biggestUser is the uid with the most programs (the lowest uid on a tie,
-// so root is never chosen while another user has as many).
+// biggestUser is the uid with the most programs (the highest uid on a
+// tie, so root is never chosen while another user has as many).
 func (b *Baselines) biggestUser() uint32 {
 	var best uint32
 	n := -1
-	for uid, c := range b.perUser {
-		if c > n || (c == n && uid > best) {
+	for uid, u := range b.users {
+		if c := u.lru.Len(); c > n || (c == n && uid > best) {
 			best, n = uid, c
 		}
 	}
@@ -134,16 +166,9 @@ func (b *Baselines) biggestUser() uint32 {
 
 // evictOldest forgets uid's least recently seen program.
 func (b *Baselines) evictOldest(uid uint32) {
-	var oldest Key
-	var at int64
-	found := false
-	for k, bl := range b.byKey {
-		if k.UID == uid && (!found || bl.LastSeenNS < at) {
-			oldest, at, found = k, bl.LastSeenNS, true
-		}
-	}
-	if found {
-		b.remove(oldest)
+	if u := b.users[uid]; u != nil && u.lru.Len() > 0 {
+		old := u.lru.Back().Value.(*Baseline)
+		b.remove(Key{old.UID, old.Program})
 	}
 }
 
@@ -151,10 +176,11 @@ func (b *Baselines) evictOldest(uid uint32) {
 func (b *Baselines) Get(uid uint32, program string) (Baseline, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	bl, ok := b.byKey[Key{uid, program}]
-	if !ok {
+	el, _ := b.get(Key{uid, program})
+	if el == nil {
 		return Baseline{}, false
 	}
+	bl := el.Value.(*Baseline)
 	c := *bl
 	c.RSS, c.CPU, c.Lifetime = slices.Clone(bl.RSS), slices.Clone(bl.CPU), slices.Clone(bl.Lifetime)
 	return c, true
@@ -173,9 +199,11 @@ func (b *Baselines) Forget(uid uint32, program string) bool {
 func (b *Baselines) Keys() []Key {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]Key, 0, len(b.byKey))
-	for k := range b.byKey {
-		out = append(out, k)
+	out := make([]Key, 0, b.total)
+	for uid, u := range b.users {
+		for p := range u.byProgram {
+			out = append(out, Key{uid, p})
+		}
 	}
 	slices.SortFunc(out, compareKeys)
 	return out

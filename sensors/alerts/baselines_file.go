@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,8 +39,10 @@ func OpenBaselines(path string, log *slog.Logger) *Baselines {
 	if err == nil {
 		var list []*Baseline
 		if list, err = decodeBaselines(data); err == nil {
+			// Most recently seen first, so each user's list is in LRU order.
+			slices.SortStableFunc(list, func(x, y *Baseline) int { return cmp.Compare(y.LastSeenNS, x.LastSeenNS) })
 			for _, bl := range list {
-				b.add(bl)
+				b.add(bl, false)
 			}
 			return b
 		}
@@ -129,9 +132,11 @@ func (b *Baselines) Save() error {
 		b.mu.Unlock()
 		return nil
 	}
-	f := baselinesFile{Version: baselinesVersion, Baselines: make([]*Baseline, 0, len(b.byKey))}
-	for _, bl := range b.byKey {
-		f.Baselines = append(f.Baselines, bl)
+	f := baselinesFile{Version: baselinesVersion, Baselines: make([]*Baseline, 0, b.total)}
+	for _, u := range b.users {
+		for el := u.lru.Front(); el != nil; el = el.Next() {
+			f.Baselines = append(f.Baselines, el.Value.(*Baseline))
+		}
 	}
 	slices.SortFunc(f.Baselines, func(x, y *Baseline) int { return compareKeys(Key{x.UID, x.Program}, Key{y.UID, y.Program}) })
 	data, err := json.Marshal(f)

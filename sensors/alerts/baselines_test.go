@@ -159,3 +159,32 @@ func countUID(b *Baselines, uid uint32) int {
 	}
 	return n
 }
+
+// Eviction follows recency across a save and a reload, and a tie for the
+// biggest user never picks root.
+func TestEvictionOrderSurvivesAReloadAndSparesRootOnATie(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "baselines.json")
+	b := OpenBaselines(path, nil)
+	now := time.Unix(1000, 0)
+	for i := range maxPerUser {
+		b.Observe(1000, fmt.Sprintf("p%d", i), 1<<20, 1, 1, false, now.Add(time.Duration(i)*time.Second))
+	}
+	b.Observe(1000, "p0", 1<<20, 1, 1, false, now.Add(time.Hour)) // p0 is now the most recent, p1 the oldest
+	if err := b.Save(); err != nil {
+		t.Fatal(err)
+	}
+	again := OpenBaselines(path, nil)
+	again.Observe(1000, "new", 1<<20, 1, 1, false, now.Add(2*time.Hour))
+	if _, ok := again.Get(1000, "p1"); ok {
+		t.Error("the least recently seen program (p1) was kept")
+	}
+	if _, ok := again.Get(1000, "p0"); !ok {
+		t.Error("the most recently seen program (p0) was evicted")
+	}
+	tie := OpenBaselines(filepath.Join(t.TempDir(), "baselines.json"), nil)
+	tie.Observe(0, "a", 1<<20, 1, 1, false, now)
+	tie.Observe(1000, "b", 1<<20, 1, 1, false, now)
+	if got := tie.biggestUser(); got != 1000 {
+		t.Errorf("biggest user on a tie: %d, want 1000 (never root)", got)
+	}
+}
