@@ -1,9 +1,11 @@
 package alerts
 
 import (
+	"cmp"
 	"container/list"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -210,15 +212,7 @@ func (b *Baselines) Keys() []Key {
 }
 
 func compareKeys(a, b Key) int {
-	switch {
-	case a.UID != b.UID:
-		return map[bool]int{true: -1, false: 1}[a.UID < b.UID]
-	case a.Program < b.Program:
-		return -1
-	case a.Program > b.Program:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(a.UID, b.UID), strings.Compare(a.Program, b.Program))
 }
 
 // Percentile of a window (nearest rank); 0 for an empty window.
