@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/systemd/msgid"
 )
 
 // End to end under real systemd: the freshly built .deb is installed into a
@@ -336,6 +337,22 @@ func TestDebUnderRealSystemd(t *testing.T) {
 			}
 			return ""
 		})
+	})
+
+	t.Run("a damaged baselines.json is moved aside after kill -9 and logged with its MESSAGE_ID", func(t *testing.T) {
+		before := c.mainPID(t, "npllmd")
+		c.must(t, "sh", "-c", "kill -KILL "+before+" && printf '[null]' > /var/lib/npllm/baselines.json")
+		c.restartedFrom(t, "npllmd", before, 30*time.Second)
+		c.waitFor(t, "the moved-aside record in the journal", 10*time.Second, func() string {
+			out, _ := c.run("journalctl", "-u", "npllmd", "-o", "json", "--no-pager", "MESSAGE_ID="+msgid.StateMovedAside)
+			if !strings.Contains(out, `"MOVED_TO":"/var/lib/npllm/baselines.json.damaged-`) {
+				return out
+			}
+			return ""
+		})
+		if out, err := c.run("sh", "-c", "ls /var/lib/npllm/baselines.json.damaged-*"); err != nil {
+			t.Errorf("no moved-aside file: %v %s", err, out)
+		}
 	})
 
 	t.Run("purge leaves nothing behind", func(t *testing.T) {

@@ -55,6 +55,15 @@ var errOldBaselines = errors.New("baselines of version 1, keyed by program only"
 
 func decodeBaselines(data []byte) ([]*Baseline, error) {
 	if d := bytes.TrimSpace(data); len(d) > 0 && d[0] == '[' {
+		var v1 []*Baseline
+		if err := json.Unmarshal(d, &v1); err != nil {
+			return nil, err
+		}
+		for i, bl := range v1 {
+			if bl == nil || bl.Program == "" {
+				return nil, fmt.Errorf("baseline %d of a version 1 file: no program", i)
+			}
+		}
 		return nil, errOldBaselines
 	}
 	var f baselinesFile

@@ -24,17 +24,22 @@ func TestDamagedBaselinesAreMovedAsideLoggedAndLearningStartsAfresh(t *testing.T
 	good, _ := os.ReadFile(writeGoodBaselines(t))
 	junk := make([]byte, 4096)
 	rand.Read(junk)
-	for name, data := range map[string][]byte{
-		"[null]":           []byte("[null]"),
-		"truncated":        good[:len(good)/2],
-		"random bytes":     junk,
-		"null entry":       []byte(`{"version":2,"baselines":[null]}`),
-		"empty":            {},
-		"future version":   []byte(`{"version":3,"baselines":[]}`),
-		"NaN-like EWMA":    []byte(`{"version":2,"baselines":[{"uid":0,"program":"x","ewma_rss_bytes":-1}]}`),
-		"twice":            []byte(`{"version":2,"baselines":[{"uid":0,"program":"x"},{"uid":0,"program":"x"}]}`),
-		"v1 keyed by comm": []byte(`[{"program":"postgres","runs":9,"rss_bytes":[1]}]`),
+	for _, tc := range []struct {
+		name string
+		data []byte
+		tag  string // the moved-aside file's suffix
+	}{
+		{"[null]", []byte("[null]"), "damaged"},
+		{"truncated", good[:len(good)/2], "damaged"},
+		{"random bytes", junk, "damaged"},
+		{"null entry", []byte(`{"version":2,"baselines":[null]}`), "damaged"},
+		{"empty", []byte{}, "damaged"},
+		{"future version", []byte(`{"version":3,"baselines":[]}`), "damaged"},
+		{"negative EWMA", []byte(`{"version":2,"baselines":[{"uid":0,"program":"x","ewma_rss_bytes":-1}]}`), "damaged"},
+		{"twice", []byte(`{"version":2,"baselines":[{"uid":0,"program":"x"},{"uid":0,"program":"x"}]}`), "damaged"},
+		{"v1 keyed by comm", []byte(`[{"program":"postgres","runs":9,"rss_bytes":[1]}]`), "v1"},
 	} {
+		name, data := tc.name, tc.data
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "baselines.json")
@@ -47,7 +52,7 @@ func TestDamagedBaselinesAreMovedAsideLoggedAndLearningStartsAfresh(t *testing.T
 			if _, err := os.Stat(path); !os.IsNotExist(err) {
 				t.Errorf("the damaged file is still in place: %v", err)
 			}
-			aside, _ := filepath.Glob(path + ".*-*")
+			aside, _ := filepath.Glob(path + "." + tc.tag + "-*")
 			if len(aside) != 1 {
 				t.Fatalf("moved-aside files %v, want one", aside)
 			}
