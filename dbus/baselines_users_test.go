@@ -34,7 +34,7 @@ func init() {
 		os.Exit(int(b[len(b)-1]))
 	case "poison-storm":
 		// As the attacker: N differently named programs, then 5 runs of a
-		// 64 MiB program named like root's.
+		// 64 MiB program named like root's (NPLLM_ROOT_PROGRAM).
 		n, _ := strconv.Atoi(os.Args[len(os.Args)-1])
 		run := func(name string, mib int) {
 			cmd := exec.Command(os.Args[0], "-")
@@ -45,10 +45,10 @@ func init() {
 			}
 		}
 		for i := range n {
-			run(fmt.Sprintf("p%d", i), 1)
+			run(fmt.Sprintf("%s%d", os.Getenv("NPLLM_STORM_PREFIX"), i), 1)
 		}
 		for range 5 {
-			run("self", 64)
+			run(os.Getenv("NPLLM_ROOT_PROGRAM"), 64)
 		}
 		os.Exit(0)
 	case "my-baseline":
@@ -69,9 +69,13 @@ func init() {
 func TestAUsersProgramsNeverChangeRootsBaselineOverTheBus(t *testing.T) {
 	b, _, c := startDaemon(t)
 	ctx := context.Background()
+	// npllmd sees every process on the machine, other sessions' tests too:
+	// a name of this test's own.
+	program := fmt.Sprintf("rootdb%d", os.Getpid()%1000000)
+	prefix := fmt.Sprintf("u%d_", os.Getpid()%1000000)
 	for range 3 {
 		cmd := exec.Command(bin("self"), "-")
-		cmd.Env = append(os.Environ(), "NPLLM_TEST_HELPER=named-footprint", "NPLLM_NAME=self", "NPLLM_FOOTPRINT_MIB=8")
+		cmd.Env = append(os.Environ(), "NPLLM_TEST_HELPER=named-footprint", "NPLLM_NAME="+program, "NPLLM_FOOTPRINT_MIB=8")
 		if err := cmd.Run(); err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +83,7 @@ func TestAUsersProgramsNeverChangeRootsBaselineOverTheBus(t *testing.T) {
 	var before map[string]godbus.Variant
 	var err error
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if before, err = c.Baseline(ctx, "self"); err == nil && before["runs"].Value() == uint64(3) {
+		if before, err = c.Baseline(ctx, program); err == nil && before["runs"].Value() == uint64(3) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -88,7 +92,7 @@ func TestAUsersProgramsNeverChangeRootsBaselineOverTheBus(t *testing.T) {
 	}
 	alice, _ := users(t)
 	storm := alice.Command(b, bin("self"), "300")
-	storm.Env = append(storm.Env, "NPLLM_TEST_HELPER=poison-storm")
+	storm.Env = append(storm.Env, "NPLLM_TEST_HELPER=poison-storm", "NPLLM_ROOT_PROGRAM="+program, "NPLLM_STORM_PREFIX="+prefix)
 	if out, err := storm.CombinedOutput(); err != nil {
 		t.Fatalf("alice's programs: %v %s", err, out)
 	}
@@ -106,20 +110,20 @@ func TestAUsersProgramsNeverChangeRootsBaselineOverTheBus(t *testing.T) {
 		return res.Error, res.Runs
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if e, runs := mine("self"); e == "" && runs >= 5 {
+		if e, runs := mine(program); e == "" && runs == 5 {
 			break
 		} else if time.Now().After(deadline) {
-			t.Fatalf("alice's own baseline of self: %q runs %d, want ≥ 5", e, runs)
+			t.Fatalf("alice's own baseline of %s: %q runs %d, want 5", program, e, runs)
 		}
 	}
 	// Her differently named programs were learned as hers.
-	if e, runs := mine("p217"); e != "" || runs != 1 {
-		t.Errorf("alice's baseline of p217: %q runs %d, want one run", e, runs)
+	if e, runs := mine(prefix + "217"); e != "" || runs != 1 {
+		t.Errorf("alice's baseline of %s217: %q runs %d, want one run", prefix, e, runs)
 	}
-	if _, err := c.Baseline(ctx, "p217"); npbus.ErrorName(err) != npbus.ErrInvalidArgument {
-		t.Errorf("root sees a baseline of alice's p217: %v", err)
+	if _, err := c.Baseline(ctx, prefix+"217"); npbus.ErrorName(err) != npbus.ErrInvalidArgument {
+		t.Errorf("root sees a baseline of alice's %s217: %v", prefix, err)
 	}
-	after, err := c.Baseline(ctx, "self")
+	after, err := c.Baseline(ctx, program)
 	if err != nil {
 		t.Fatalf("root's baseline after alice's programs: %v", err)
 	}
