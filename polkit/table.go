@@ -9,6 +9,8 @@ const (
 	ActionManageAnyProcess = "org.npllm.Assistant.manage-any-process"
 	ActionManageUnits      = "org.npllm.Assistant.manage-units"
 	ActionConfigure        = "org.npllm.Assistant.configure"
+	// ActionTune guards tuning trials: auth_admin, never kept.
+	ActionTune = "org.npllm.Assistant.tune"
 )
 
 // Rule says how one method is authorized.
@@ -36,6 +38,9 @@ var Methods = map[string]Rule{
 	"GetBaseline":      {ReadOnly: true},
 	"GetConfiguration": {ReadOnly: true},
 	"GetUnit":          {ReadOnly: true},
+	"GetTunables":      {ReadOnly: true},
+	"GetTrials":        {ReadOnly: true},
+	"GetTrialHistory":  {ReadOnly: true},
 
 	"SignalProcess":        {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"SetProcessPriority":   {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
@@ -44,6 +49,9 @@ var Methods = map[string]Rule{
 	"SetSensorEnabled":     {Action: ActionConfigure},
 	"ForgetBaseline":       {Action: ActionConfigure},
 	"Configure":            {Action: ActionConfigure},
+	"StartTrial":           {Action: ActionTune},
+	"ConfirmTrial":         {Action: ActionTune},
+	"RevertTrial":          {Action: ActionTune},
 }
 
 // Lookup returns the rule of a method; ok is false for methods the table

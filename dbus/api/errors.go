@@ -15,6 +15,8 @@ const (
 	ErrProcessChanged  = Interface + ".Error.ProcessChanged"
 	ErrNotAuthorized   = Interface + ".Error.NotAuthorized"
 	ErrNotSupported    = Interface + ".Error.NotSupported"
+	ErrConflict        = Interface + ".Error.Conflict" // the target is held by something else (a trial holds the knob)
+	ErrNotFound        = Interface + ".Error.NotFound" // no such trial
 	ErrFailed          = Interface + ".Error.Failed"
 
 	ErrInvalidArgs                      = "org.freedesktop.DBus.Error.InvalidArgs"

@@ -13,6 +13,7 @@ import (
 	"github.com/godbus/dbus/v5/introspect"
 
 	"github.com/npllm/npllm/actions"
+	"github.com/npllm/npllm/actions/tuning"
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
@@ -41,6 +42,9 @@ type ServerConfig struct {
 	// Baselines, when set, are shown by GetProcess and GetBaseline and
 	// saved every minute.
 	Baselines *alerts.Baselines
+	// Tuning runs trials (RecoverAtStart already done); nil answers
+	// NotSupported to the tuning methods.
+	Tuning *tuning.Engine
 }
 
 // Server is the org.npllm.Assistant1 object of npllmd.
