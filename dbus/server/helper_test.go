@@ -121,6 +121,8 @@ func (a actArgs) dbusArgs() []any {
 		return []any{a.Value, a.Verb, none}
 	case "SetSensorEnabled":
 		return []any{a.Value, a.Verb == "on", none}
+	case "StartTrial":
+		return []any{map[string]dbus.Variant{"vm.swappiness": dbus.MakeVariant(a.Value)}, none}
 	default:
 		return []any{a.PID, a.Start, a.Value, none}
 	}
