@@ -396,3 +396,38 @@ func TestTrialRegressionIsRevertedAndAlerted(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// An administrator can grant tune to a user with a rule that checks the
+// details npllmd passes (the changes, whether a model asked): the rule
+// below allows vm.swappiness to one value only.
+func TestTrialGrantedByARuleThatChecksTheDetails(t *testing.T) {
+	b, _, c := startDaemon(t)
+	alice, _ := users(t)
+	orig, v := keepSwappiness(t)
+	rule := `polkit.addRule(function(action, subject) {
+  if (action.id == "org.npllm.Assistant.tune" && subject.user == "npllm-alice" &&
+      action.lookup("automated") == "false" &&
+      action.lookup("changes") == "vm.swappiness: ` + strconv.Itoa(orig) + ` → ` + v + `")
+    return polkit.Result.YES;
+});`
+	if err := b.WriteRule("50-alice-tune.rules", rule); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.RemoveRule("50-alice-tune.rules") })
+	other := "39"
+	if strconv.Itoa(orig) == other {
+		other = "41"
+	}
+	// Outside the rule polkit's default applies: auth_admin, which a
+	// call without interaction gets as InteractiveAuthorizationRequired.
+	if res := asUser(t, b, alice, "act", actArgs{Method: "StartTrial", Value: other}); res.Error != api.ErrInteractiveAuthorizationRequired {
+		t.Errorf("StartTrial %s (not in the rule) as alice: %q %s, want InteractiveAuthorizationRequired", other, res.Error, res.Message)
+	}
+	noTrial(t, c, orig)
+	if res := asUser(t, b, alice, "act", actArgs{Method: "StartTrial", Value: v}); res.Error != "" {
+		t.Fatalf("StartTrial %s as alice with the rule: %s %s", v, res.Error, res.Message)
+	}
+	if got := strconv.Itoa(swappiness(t)); got != v {
+		t.Errorf("vm.swappiness = %s after alice's granted trial, want %s", got, v)
+	}
+}
