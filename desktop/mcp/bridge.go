@@ -74,6 +74,7 @@ func New(client client.API, opts Options) *Bridge {
 	b.addTools()
 	b.addResources()
 	b.addPrompts()
+	b.addTuning()
 	return b
 }
 

@@ -226,6 +226,7 @@ func TestSDKClientOverStdioSeesToolsStatusAndEvents(t *testing.T) {
 		"system_status": {&tr, &f, &tr, &f}, "list_processes": {&tr, &f, &tr, &f}, "process_details": {&tr, &f, &tr, &f},
 		"recent_events": {&tr, &f, &tr, &f}, "unit_status": {&tr, &f, &tr, &f},
 		"signal_process": {&f, &tr, &f, &f}, "set_process_priority": {&f, &f, &tr, &f}, "manage_unit": {&f, &tr, &f, &f},
+		"list_tunables": {&tr, &f, &tr, &f}, "try_tuning": {&f, &tr, &f, &f}, "confirm_tuning": {&f, &tr, &tr, &f}, "revert_tuning": {&f, &tr, &tr, &f},
 	}
 	if len(listed) != len(want) {
 		t.Errorf("tools %v", listed)
@@ -293,7 +294,7 @@ func TestReadOnlyBridgeOffersNoWriteTool(t *testing.T) {
 			t.Errorf("--read-only offers %s", name)
 		}
 	}
-	if len(listed) != 5 {
+	if len(listed) != 6 { // the five above and list_tunables
 		t.Errorf("read-only tools: %v", listed)
 	}
 }
