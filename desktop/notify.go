@@ -248,6 +248,8 @@ func texts(s *shown, severity, kind string, d map[string]dbus.Variant) (summary,
 		summary = comm + " uses far more memory than usual"
 	case api.KindUnitFailed:
 		summary = plain(api.String(d["unit"])) + " failed"
+	case api.KindTuningRegressed: // the body names the figures
+		summary = "A tuning trial made things worse and was reverted"
 	default:
 		summary = "npllm: " + kind
 	}

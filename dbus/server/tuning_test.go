@@ -431,3 +431,38 @@ func TestTrialGrantedByARuleThatChecksTheDetails(t *testing.T) {
 		t.Errorf("vm.swappiness = %s after alice's granted trial, want %s", got, v)
 	}
 }
+
+// The daemon's own metric source: PSI from the snapshot and block-I/O p99
+// from the kernel histogram are read before the apply; a metric whose
+// sensor is off (runq_latency, off by default) is a named error and the
+// trial never starts.
+func TestTrialReadsTheDaemonsMetricsOrRefusesWithoutThem(t *testing.T) {
+	_, _, c := startDaemon(t)
+	orig, v := keepSwappiness(t)
+	ctx := context.Background()
+	_, err := c.StartTrial(ctx, client.TrialRequest{Changes: map[string]string{"vm.swappiness": v}, Watch: []string{"runq.p99"}}, client.TuneCall{})
+	if api.ErrorName(err) != api.ErrNotSupported || !strings.Contains(api.ErrorMessage(err), "runq_latency") {
+		t.Errorf("trial watching runq.p99 with its sensor off: %v, want NotSupported naming runq_latency", err)
+	}
+	noTrial(t, c, orig)
+	watch := []string{"psi.cpu.some", "psi.memory.some", "psi.io.full", "blockio.p99"}
+	id, err := c.StartTrial(ctx, client.TrialRequest{Changes: map[string]string{"vm.swappiness": v}, Watch: watch,
+		Canary: 30 * time.Second, Lease: time.Minute}, client.TuneCall{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.RevertTrial(ctx, id, client.TuneCall{})
+	trials, err := c.GetTrials(ctx)
+	if err != nil || len(trials) != 1 {
+		t.Fatalf("GetTrials = %+v, %v", trials, err)
+	}
+	before := trials[0].Before
+	if len(before) != len(watch) {
+		t.Fatalf("before = %+v, want a figure per watched metric", before)
+	}
+	for i, f := range before {
+		if f.Metric != watch[i] || f.Value < 0 || (strings.HasPrefix(f.Metric, "psi.") && f.Value > 100) {
+			t.Errorf("figure %d = %+v, want %s within range", i, f, watch[i])
+		}
+	}
+}
