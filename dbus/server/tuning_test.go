@@ -25,7 +25,7 @@ import (
 
 const swappinessPath = "/proc/sys/vm/swappiness"
 
-func swappiness(t *testing.T) int {
+func swappiness(t testing.TB) int {
 	t.Helper()
 	b, err := os.ReadFile(swappinessPath)
 	if err != nil {
@@ -40,7 +40,7 @@ func swappiness(t *testing.T) int {
 
 // keepSwappiness restores the value at cleanup and returns it with a value
 // a trial can set (different from it).
-func keepSwappiness(t *testing.T) (orig int, other string) {
+func keepSwappiness(t testing.TB) (orig int, other string) {
 	t.Helper()
 	orig = swappiness(t)
 	t.Cleanup(func() {

@@ -29,9 +29,11 @@ const firstGap = 250 * time.Millisecond
 // maxMarks bounds the remembered reads (one per metric and target).
 const maxMarks = 256
 
-// Sensors is what the source reads from npllmd's sensor manager.
+// Sensors is what the source reads from npllmd's sensor manager: the
+// pressure sensor alone fills the PSI part of a snapshot (sampling every
+// sensor, as the daemon's refresh does, cost ten times more per round),
+// and the histogram sensors are read on demand.
 type Sensors interface {
-	Sample(*sensors.Snapshot)
 	Get(name string) (sensors.Running, error)
 }
 
@@ -45,9 +47,16 @@ type Source struct {
 	// nil asks systemd.
 	UnitCgroup func(ctx context.Context, unit string) (string, error)
 
-	mu    sync.Mutex
-	marks map[string]mark
+	mu     sync.Mutex
+	marks  map[string]mark
+	snap   sensors.Snapshot // the last one, for snapTTL: the PSI metrics of one round share it
+	snapAt time.Time
+	pids   map[string]pidSet // program → its processes at the last scan
 }
+
+// snapTTL: a round samples each watched metric in turn; one snapshot
+// serves all its PSI figures (avg10 moves every 2 s in the kernel anyway).
+const snapTTL = 200 * time.Millisecond
 
 // mark is one earlier read of a cumulative counter.
 type mark struct {
@@ -92,8 +101,25 @@ func (s *Source) psi(metric string, full bool) (float64, error) {
 	if s.Sensors == nil {
 		return 0, errors.New("no sensors")
 	}
-	var snap sensors.Snapshot
-	s.Sensors.Sample(&snap)
+	run, err := s.Sensors.Get("pressure")
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", metric, err)
+	}
+	sampler, ok := run.(sensors.Sampler)
+	if !ok {
+		return 0, fmt.Errorf("%s: the pressure sensor keeps no snapshot", metric)
+	}
+	s.mu.Lock()
+	if time.Since(s.snapAt) > snapTTL {
+		s.snap = sensors.Snapshot{}
+		if err := sampler.Sample(&s.snap); err != nil {
+			s.mu.Unlock()
+			return 0, fmt.Errorf("%s: %w", metric, err)
+		}
+		s.snapAt = time.Now()
+	}
+	snap := s.snap
+	s.mu.Unlock()
 	m := snap.Pressure
 	if full {
 		m = snap.PressureFull

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,13 +87,21 @@ func (f *fakeHist) ReadHistogram(string) (sensors.Histogram, error) {
 func (f *fakeHist) Counters() map[string]uint64 { return nil }
 func (f *fakeHist) Close() error                { return nil }
 
+type fakePressure struct{ snap sensors.Snapshot }
+
+func (f *fakePressure) Sample(s *sensors.Snapshot) error { *s = f.snap; return nil }
+func (f *fakePressure) Counters() map[string]uint64      { return nil }
+func (f *fakePressure) Close() error                     { return nil }
+
 type fakeSensors struct {
 	snap sensors.Snapshot
 	hist *fakeHist
 }
 
-func (f *fakeSensors) Sample(s *sensors.Snapshot) { *s = f.snap }
-func (f *fakeSensors) Get(string) (sensors.Running, error) {
+func (f *fakeSensors) Get(name string) (sensors.Running, error) {
+	if name == "pressure" {
+		return &fakePressure{f.snap}, nil
+	}
 	return f.hist, nil
 }
 
@@ -159,5 +168,40 @@ func TestProgramMemoryOfThisTestBinary(t *testing.T) {
 	}
 	if _, err := (&Source{}).Sample(context.Background(), tuning.Watch{Metric: tuning.MetricProgramMemory, Target: "no-such-comm-x"}); err == nil {
 		t.Error("a program nobody runs has a memory figure")
+	}
+}
+
+// BenchmarkProgramCPU is one program.cpu sample of this test binary on
+// this machine's /proc: its pids are remembered, so a sample reads their
+// stat only, except for a full scan every rescanEvery (also reported).
+func BenchmarkProgramCPU(b *testing.B) {
+	comm, _ := os.ReadFile("/proc/self/comm")
+	s := &Source{}
+	w := tuning.Watch{Metric: tuning.MetricProgramCPU, Target: strings.TrimSpace(string(comm))}
+	t0 := time.Now()
+	if _, err := s.procs(); err != nil {
+		b.Fatal(err)
+	}
+	scan := time.Since(t0)
+	s.Sample(context.Background(), w)
+	entries, _ := os.ReadDir("/proc")
+	b.ResetTimer()
+	for range b.N {
+		if _, err := s.Sample(context.Background(), w); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(entries)), "proc-entries")
+	b.ReportMetric(float64(scan.Microseconds()), "full-scan-µs")
+}
+
+func TestParseStatTakesCommBetweenTheFirstAndLastParenthesis(t *testing.T) {
+	line := "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 777 123456 321 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	st, ok := parseStat([]byte(line))
+	if !ok || st.comm != "a) b (c" || st.ticks != 300 || st.start != 777 || st.rssPages != 321 {
+		t.Errorf("parseStat = %+v, %v; want comm %q, 300 ticks, start 777, 321 pages", st, ok, "a) b (c")
+	}
+	if _, ok := parseStat([]byte("4242 (short) S 1")); ok {
+		t.Error("a truncated stat line parsed")
 	}
 }
