@@ -81,15 +81,7 @@ func (c *Client) GetTunables(ctx context.Context) ([]api.Tunable, error) {
 	if err := c.read(ctx, "GetTunables", &raw); err != nil {
 		return nil, err
 	}
-	out := make([]api.Tunable, 0, len(raw))
-	for _, m := range raw {
-		t, err := api.DecodeTunable(m)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, nil
+	return decodeAll(raw, api.DecodeTunable)
 }
 
 // StartTrial starts a trial and returns its id.
@@ -137,15 +129,7 @@ func (c *Client) GetTrials(ctx context.Context) ([]api.Trial, error) {
 	if err := c.read(ctx, "GetTrials", &raw); err != nil {
 		return nil, err
 	}
-	out := make([]api.Trial, 0, len(raw))
-	for _, m := range raw {
-		t, err := api.DecodeTrial(m)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, nil
+	return decodeAll(raw, api.DecodeTrial)
 }
 
 // GetTrialHistory lists a workload's finished trials.
@@ -154,9 +138,14 @@ func (c *Client) GetTrialHistory(ctx context.Context, workload string) ([]api.Tr
 	if err := c.read(ctx, "GetTrialHistory", &raw, workload); err != nil {
 		return nil, err
 	}
-	out := make([]api.TrialOutcome, 0, len(raw))
+	return decodeAll(raw, api.DecodeTrialOutcome)
+}
+
+// decodeAll decodes each record of an aa{sv} reply, checking every type.
+func decodeAll[T any](raw []map[string]dbus.Variant, decode func(map[string]dbus.Variant) (T, error)) ([]T, error) {
+	out := make([]T, 0, len(raw))
 	for _, m := range raw {
-		t, err := api.DecodeTrialOutcome(m)
+		t, err := decode(m)
 		if err != nil {
 			return nil, err
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -342,19 +341,7 @@ func TestNpllmctlTuneListTryConfirmAsRoot(t *testing.T) {
 func TestTrialRegressionIsRevertedAndAlerted(t *testing.T) {
 	_, _, c := startDaemon(t)
 	orig, v := keepSwappiness(t)
-	burner := filepath.Join(t.TempDir(), "nptune-burn")
-	data, err := os.ReadFile("/usr/bin/yes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(burner, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	burn := exec.Command(burner)
-	if err := burn.Start(); err != nil { // stdout is /dev/null
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { burn.Process.Kill(); burn.Wait() })
+	burn := burner(t, "nptune-burn")
 	time.Sleep(300 * time.Millisecond)
 	id, err := c.StartTrial(context.Background(), client.TrialRequest{Changes: map[string]string{"vm.swappiness": v},
 		Canary: 5 * time.Second, Lease: 20 * time.Second, Every: 200 * time.Millisecond,
