@@ -384,7 +384,7 @@ func TestHTTPNeedsTheTokenRefusesForeignOriginsAndBindsOnlyLoopback(t *testing.T
 			"steps": []step{{Op: "listTools"}, {Op: "callTool", Name: "system_status"}}}
 	}
 	res := runNode(t, plan(map[string]string{"Authorization": "Bearer " + token}), nil)
-	if len(tools(t, res[0])) != 8 || res[1].tool(t).StructuredContent["memory_total_bytes"] != meminfoTotal(t) {
+	if len(tools(t, res[0])) != 12 || res[1].tool(t).StructuredContent["memory_total_bytes"] != meminfoTotal(t) {
 		t.Errorf("with the token: %+v", res)
 	}
 	res = runNode(t, plan(nil), nil)
