@@ -179,9 +179,14 @@ func (a *assistant) onTrial(msg dbus.Message, method, verb, id string, options m
 	c.audit = append(c.audit, "automated", automated)
 	var words []string
 	for _, t := range eng.Trials() {
-		if string(t.ID) == id {
-			words = changeWords(t.Changes)
+		if string(t.ID) != id {
+			continue
 		}
+		// A finished trial is refused before polkit asks anyone anything.
+		if t.State == tuning.StateReverted || t.State == tuning.StateEnded || (t.State == tuning.StateConfirmed && !t.Persisted) {
+			return api.NewError(api.ErrConflict, "trial %s is already %s", id, t.State)
+		}
+		words = changeWords(t.Changes)
 	}
 	if words == nil {
 		return api.NewError(api.ErrNotFound, "no trial %q (npllmctl tune list shows them)", id)

@@ -153,6 +153,12 @@ func TestTrialThroughTheBusUnconfirmedIsRevertedAtItsLease(t *testing.T) {
 	if !strings.Contains(tr.Reason, "lease") {
 		t.Errorf("reason %q does not name the lease", tr.Reason)
 	}
+	// Over: neither confirmed nor reverted again, and nobody is asked.
+	for _, err := range []error{c.ConfirmTrial(context.Background(), id, client.TuneCall{}), c.RevertTrial(context.Background(), id, client.TuneCall{})} {
+		if api.ErrorName(err) != api.ErrConflict {
+			t.Errorf("confirm/revert of a reverted trial: %v, want %s", err, api.ErrConflict)
+		}
+	}
 	if got := kindsOf(tuningEvents(t, c), id); strings.Join(got, ",") != "tuning.started,tuning.reverted" {
 		t.Errorf("journal has %v for the trial, want started, reverted", got)
 	}
