@@ -3,6 +3,7 @@ package sensors
 import (
 	"bufio"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,26 +73,20 @@ func (d *disksSensor) Sample(snap *Snapshot) error {
 		return err
 	}
 	defer f.Close()
+	mounts, err := readMounts(f)
 	seen := map[string]bool{}
 	var out []DiskUsage
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// device mountpoint fstype options dump pass; spaces are \040
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || pseudoFS[fields[2]] || seen[fields[1]] {
+	for _, m := range mounts {
+		if seen[m.mount] {
 			continue
 		}
-		if opts := strings.Split(fields[3], ","); len(opts) > 0 && opts[0] == "ro" {
-			continue
-		}
-		mount := unescapeMount(fields[1])
 		var st unix.Statfs_t
-		if err := unix.Statfs(mount, &st); err != nil || st.Blocks == 0 {
+		if err := unix.Statfs(m.mount, &st); err != nil || st.Blocks == 0 {
 			continue
 		}
-		seen[fields[1]] = true
+		seen[m.mount] = true
 		bsize := uint64(st.Bsize)
-		u := DiskUsage{Mount: mount, Device: unescapeMount(fields[0]), FSType: fields[2],
+		u := DiskUsage{Mount: m.mount, Device: m.device, FSType: m.fsType,
 			TotalBytes: st.Blocks * bsize, AvailBytes: st.Bavail * bsize}
 		// As df: used / (used + available to users).
 		used := st.Blocks - st.Bfree
@@ -104,7 +99,29 @@ func (d *disksSensor) Sample(snap *Snapshot) error {
 		out = append(out, u)
 	}
 	snap.Disks, d.last, d.at = out, out, time.Now()
-	return sc.Err()
+	return err
+}
+
+// mountEntry is one line of the mount table worth a statfs.
+type mountEntry struct{ device, mount, fsType string }
+
+// readMounts reads a mount table (/proc/self/mounts: device mountpoint
+// fstype options dump pass; spaces are \040), leaving out pseudo and
+// read-only file systems.
+func readMounts(r io.Reader) ([]mountEntry, error) {
+	var out []mountEntry
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 4 || pseudoFS[fields[2]] {
+			continue
+		}
+		if opts := strings.Split(fields[3], ","); len(opts) > 0 && opts[0] == "ro" {
+			continue
+		}
+		out = append(out, mountEntry{device: unescapeMount(fields[0]), mount: unescapeMount(fields[1]), fsType: fields[2]})
+	}
+	return out, sc.Err()
 }
 
 func unescapeMount(s string) string {
