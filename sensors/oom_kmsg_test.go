@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/npllm/npllm/dbus/api"
 )
 
 // Fixture tests of the OOM sensor's /dev/kmsg fallback (no root):
@@ -40,10 +42,11 @@ type kmsgKill struct {
 }
 
 func kmsgKillOf(ev Event) kmsgKill {
-	return kmsgKill{
-		pid: ev.PID, uid: ev.UID, hasUID: ev.HasUID, comm: ev.Fields["comm"].(string),
-		rss: ev.Fields["rss_bytes"].(uint64), adj: ev.Fields["oom_score_adj"].(int32), cgroup: ev.Fields["cgroup"].(string),
+	k := kmsgKill{pid: ev.PID, uid: ev.UID, hasUID: ev.HasUID, comm: ev.Comm}
+	if ev.OOM != nil {
+		k.rss, k.adj, k.cgroup = ev.OOM.RSSBytes, ev.OOM.OOMScoreAdj, ev.OOM.Cgroup
 	}
+	return k
 }
 
 func TestKmsgOOMReportsOfSeveralKernels(t *testing.T) {
@@ -74,7 +77,7 @@ func TestKmsgOOMReportsOfSeveralKernels(t *testing.T) {
 			continue
 		}
 		for i, ev := range evs {
-			if ev.Kind != "oom.kill" || ev.TimeNS == 0 {
+			if ev.Kind != api.KindOOMKill || ev.TimeNS == 0 || ev.OOM == nil {
 				t.Errorf("%s: %+v", c.file, ev)
 			}
 			if got := kmsgKillOf(ev); got != c.want[i] {
@@ -97,7 +100,7 @@ func TestKmsgVictimsAreBounded(t *testing.T) {
 	hub.SetSink(func(ev Event) bool { evs = append(evs, ev); return true })
 	(&oomKmsg{hub: hub}).readFrom(strings.NewReader(b.String()))
 	// 192 lines, cleared every 64: the last victim's line is still known.
-	if len(evs) != 1 || evs[0].Fields["cgroup"] != "/x" {
+	if len(evs) != 1 || evs[0].OOM == nil || evs[0].OOM.Cgroup != "/x" {
 		t.Errorf("%+v", evs)
 	}
 }

@@ -3,6 +3,7 @@ package sensors
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -84,34 +85,30 @@ func mapsEqual(a, b map[string][3]float64) bool {
 	return true
 }
 
-func TestReadMountsFixture(t *testing.T) {
-	f, err := os.Open(filepath.Join(fixtureProc, "self", "mounts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	got, err := readMounts(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Pseudo (sysfs, proc, squashfs) and read-only mounts are left out;
-	// the duplicate "/" stays for Sample, which statfs-es each path once.
+func TestMountTableFixture(t *testing.T) {
+	mounts := filepath.Join(fixtureProc, "self", "mounts")
+	// Pseudo (sysfs, proc, squashfs), read-only and repeated mounts are
+	// left out, and network ones unless asked for.
 	want := []mountEntry{
-		{"/dev/vda1", "/", "ext4"},
-		{"/dev/sdb1", "/media/alice/my disk", "ext4"},
-		{"tmpfs", "/run", "tmpfs"},
-		{"/dev/vda1", "/", "ext4"},
-		{"server:/export\ttab", `/mnt/back\slash`, "nfs4"},
+		{"/", "/dev/vda1", "ext4"},
+		{"/media/alice/my disk", "/dev/sdb1", "ext4"},
+		{"/run", "tmpfs", "tmpfs"},
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("readMounts:\n got %q\nwant %q", got, want)
+	got, err := (&disksSensor{mounts: mounts}).mountTable()
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("mount table: %v\n got %q\nwant %q", err, got, want)
+	}
+	want = append(want, mountEntry{`/mnt/back\slash`, "server:/export\ttab", "nfs4"})
+	got, err = (&disksSensor{mounts: mounts, opts: DiskOptions{IncludeNetwork: true}}).mountTable()
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("with network file systems: %v\n got %q\nwant %q", err, got, want)
 	}
 }
 
-// Sample statfs-es the mounts of a table: a real directory whose name has
+// A scan statfs-es the mounts of a table: a real directory whose name has
 // a space, "/" once although listed twice, and nothing for a mount point
 // that does not exist.
-func TestDisksSampleOfFixtureTable(t *testing.T) {
+func TestDisksScanOfFixtureTable(t *testing.T) {
 	root := t.TempDir()
 	disk := filepath.Join(root, "my disk")
 	if err := os.Mkdir(disk, 0o755); err != nil {
@@ -121,31 +118,26 @@ func TestDisksSampleOfFixtureTable(t *testing.T) {
 		"/dev/sdb1 " + strings.ReplaceAll(disk, " ", `\040`) + " ext4 rw,nosuid 0 0\n" +
 		"/dev/vda1 / ext4 rw 0 0\n" +
 		"/dev/sdc1 /nonexistent\\040npllm ext4 rw 0 0\n"
-	if err := os.MkdirAll(filepath.Join(root, "self"), 0o755); err != nil {
+	mounts := filepath.Join(root, "mounts")
+	if err := os.WriteFile(mounts, []byte(table), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(root, "self", "mounts"), []byte(table), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r, err := startDisks(context.Background(), &Env{ProcRoot: root})
+	d := &disksSensor{mounts: mounts, log: slog.Default(), pending: map[string]chan statfsResult{}, hung: map[string]bool{}}
+	disks, err := d.scan(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var snap Snapshot
-	if err := r.(Sampler).Sample(&snap); err != nil {
-		t.Fatal(err)
-	}
-	var mounts []string
-	for _, d := range snap.Disks {
-		mounts = append(mounts, d.Mount)
-		if d.TotalBytes == 0 || d.UsedPercent < 0 || d.UsedPercent > 100 || d.FSType != "ext4" {
-			t.Errorf("%+v", d)
+	var got []string
+	for _, u := range disks {
+		got = append(got, u.Mount)
+		if u.Unknown || u.TotalBytes == 0 || u.UsedPercent < 0 || u.UsedPercent > 100 || u.FSType != "ext4" {
+			t.Errorf("%+v", u)
 		}
 	}
-	if want := []string{"/", disk}; !slices.Equal(mounts, want) {
-		t.Errorf("mounts %q, want %q", mounts, want)
+	if want := []string{"/", disk}; !slices.Equal(got, want) {
+		t.Errorf("mounts %q, want %q", got, want)
 	}
-	if len(snap.Disks) == 2 && snap.Disks[1].Device != "/dev/sdb1" {
-		t.Errorf("device %q", snap.Disks[1].Device)
+	if len(disks) == 2 && disks[1].Device != "/dev/sdb1" {
+		t.Errorf("device %q", disks[1].Device)
 	}
 }

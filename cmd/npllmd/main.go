@@ -17,10 +17,11 @@ import (
 	"syscall"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/actions"
-	"github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/server"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
 	"github.com/npllm/npllm/sensors/alerts"
@@ -59,7 +60,7 @@ bus cannot be reached, 2 on bad options.
 	disable := flags.String("disable-sensor", "", "comma-separated sensors to leave off")
 	enable := flags.String("enable-sensor", "", "comma-separated sensors to start although they are off by default (e.g. syscalls)")
 	stateDir := flags.String("state-dir", defaultStateDir(), "where the event journal and learned baselines are kept ($STATE_DIRECTORY under systemd)")
-	configPath := flags.String("config", "/etc/npllm/npllmd.toml", "alert thresholds ([alerts] table); a missing file means the documented defaults")
+	configPath := flags.String("config", "/etc/npllm/npllmd.toml", "alert thresholds ([alerts] table) and which file systems are watched ([disks]); a missing file means the documented defaults")
 	queue := flags.Int("event-queue", 65536, "events buffered between sensors and the journal; beyond it events are dropped and counted")
 	showVersion := flags.Bool("version", false, "print the version and exit")
 	cpuProfile := flags.String("cpuprofile", "", "write a Go CPU profile to this file until npllmd stops (for developers)")
@@ -89,14 +90,14 @@ bus cannot be reached, 2 on bad options.
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	thresholds, err := alerts.LoadConfig(*configPath)
+	config, err := alerts.LoadFile(*configPath)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "npllmd: --config: %v\n", err)
 		os.Exit(2)
 	}
 	log := systemd.Logger("npllmd", level)
 	slog.SetDefault(log)
-	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, thresholds}); err != nil {
+	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, config.Alerts, config.Disks}); err != nil {
 		log.Error("npllmd stopped", "err", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -110,6 +111,7 @@ type options struct {
 	stateDir string
 	queue    int
 	alerts   alerts.Config
+	disks    sensors.DiskOptions
 }
 
 func defaultStateDir() string {
@@ -123,7 +125,7 @@ func run(log *slog.Logger, o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	conn, err := godbus.ConnectSystemBus()
+	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
 		return fmt.Errorf("connect to the system bus: %w", err)
 	}
@@ -142,14 +144,11 @@ func run(log *slog.Logger, o options) error {
 		}
 	}()
 
-	mgr := sensors.NewManager(ctx, &sensors.Env{Log: log, ForceVariant: o.forced, Hub: hub}, o.enabled)
+	mgr := sensors.NewManager(ctx, &sensors.Env{Log: log, ForceVariant: o.forced, Hub: hub, Disks: o.disks}, o.enabled)
 	defer mgr.Close()
 
 	// committed events → alert engine (learns baselines) → Alert signals
-	baselines, err := alerts.OpenBaselines(filepath.Join(o.stateDir, "baselines.json"))
-	if err != nil {
-		return err
-	}
+	baselines := alerts.OpenBaselines(filepath.Join(o.stateDir, "baselines.json"), log)
 	defer func() {
 		if err := baselines.Save(); err != nil {
 			log.Error("save baselines", "err", err)
@@ -163,7 +162,7 @@ func run(log *slog.Logger, o options) error {
 
 	units := &actions.Units{}
 	defer units.Close()
-	srv, err := dbus.NewServer(conn, dbus.ServerConfig{
+	srv, err := server.NewServer(conn, server.ServerConfig{
 		Version: version, Refresh: o.refresh, Sensors: mgr, Log: log,
 		Authority: polkit.NewAuthority(conn), Units: units, Journal: jrnl, Hub: hub,
 		Alerts: engine, Baselines: baselines,
@@ -176,8 +175,8 @@ func run(log *slog.Logger, o options) error {
 	if err := srv.RequestName(); err != nil {
 		return err
 	}
-	log.Info("npllmd ready", "version", version, "bus_name", dbus.BusName, "unique_name", conn.Names()[0])
-	systemd.Ready(fmt.Sprintf("serving %s; journal at seq %d", dbus.BusName, jrnl.LastSeq()))
+	log.Info("npllmd ready", "version", version, "bus_name", api.BusName, "unique_name", conn.Names()[0])
+	systemd.Ready(fmt.Sprintf("serving %s; journal at seq %d", api.BusName, jrnl.LastSeq()))
 
 	// The watchdog is fed only while a call to ourselves crosses the bus,
 	// the refresh loop ticks and the journal commits.
@@ -187,7 +186,7 @@ func run(log *slog.Logger, o options) error {
 		if stalled := time.Since(time.Unix(0, lastBeat.Load())); stalled > 3*o.refresh+5*time.Second {
 			return fmt.Errorf("refresh loop stalled for %s", stalled.Round(time.Second))
 		}
-		if err := conn.Object(dbus.BusName, dbus.ObjectPath).CallWithContext(ctx, "org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
+		if err := conn.Object(api.BusName, api.ObjectPath).CallWithContext(ctx, "org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
 			return fmt.Errorf("bus loop: %w", err)
 		}
 		return jrnl.Healthy()
