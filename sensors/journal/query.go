@@ -1,0 +1,166 @@
+package journal
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/npllm/npllm/sensors"
+)
+
+// Filter selects events.
+type Filter struct {
+	Kinds   []string // any of these; empty = all
+	PID     *uint32
+	UID     *uint32
+	SinceNS uint64
+}
+
+func (f *Filter) match(ev *sensors.Event) bool {
+	if len(f.Kinds) > 0 && !slices.Contains(f.Kinds, ev.Kind) {
+		return false
+	}
+	if f.PID != nil && ev.PID != *f.PID {
+		return false
+	}
+	if f.UID != nil && (!ev.HasUID || ev.UID != *f.UID) {
+		return false
+	}
+	return ev.TimeNS >= f.SinceNS
+}
+
+// Query returns up to max written events after afterSeq that match f, and
+// the seq to pass as afterSeq next time: the last event returned when max
+// cut the answer short, otherwise the last written seq. It seeks by seq
+// and time, and a kind, pid or uid filter reads only the records its
+// postings name (the smallest of them), so its cost follows the answer,
+// not the journal. It never writes: an event is visible at most
+// FlushInterval after it happened.
+func (j *Journal) Query(afterSeq uint64, max int, f Filter) (uint64, []sensors.Event, error) {
+	max = maxInt(max, 1)
+	last := j.LastSeq()
+	var out []sensors.Event
+	j.idx.RLock()
+	defer j.idx.RUnlock()
+	si := sort.Search(len(j.segs), func(i int) bool { return j.segs[i].next() > afterSeq+1 })
+	ri := 0
+	if si < len(j.segs) {
+		ri = j.segs[si].recordsFrom(afterSeq + 1)
+	}
+	if f.SinceNS > 0 {
+		if sj := sort.Search(len(j.segs), func(i int) bool { return j.segs[i].maxTime >= f.SinceNS }); sj > si {
+			si, ri = sj, 0
+		}
+		if si < len(j.segs) {
+			ri = maxInt(ri, j.segs[si].timeFrom(f.SinceNS))
+		}
+	}
+	for ; si < len(j.segs); si, ri = si+1, 0 {
+		s := j.segs[si]
+		cand, all := candidates(s, &f)
+		r := &segReader{s: s, span: 1}
+		if all {
+			r.span = 256
+		}
+		start := ri
+		if !all { // postings are sorted: skip to the first at or after ri
+			start = sort.Search(len(cand), func(x int) bool { return int(cand[x]) >= ri })
+		}
+		for k := start; ; k++ {
+			i := k
+			if !all {
+				if k >= len(cand) {
+					break
+				}
+				i = int(cand[k])
+			} else if i >= s.n() {
+				break
+			}
+			if s.first+uint64(i) > last {
+				return last, out, nil
+			}
+			p, err := r.payload(i)
+			if err != nil {
+				return last, out, fmt.Errorf("event %d: %w", s.first+uint64(i), err)
+			}
+			ev, err := decode(p)
+			if err != nil {
+				return last, out, fmt.Errorf("event %d: %w", s.first+uint64(i), err)
+			}
+			if !f.match(&ev) {
+				continue
+			}
+			if len(out) == max {
+				return out[len(out)-1].Seq, out, nil
+			}
+			out = append(out, ev)
+		}
+	}
+	return last, out, nil
+}
+
+// candidates picks the smallest postings list the filter allows (a union
+// over its kinds), or all records.
+func candidates(s *segment, f *Filter) ([]uint16, bool) {
+	var best []uint16
+	all := true
+	consider := func(list []uint16) {
+		if all || len(list) < len(best) {
+			best, all = list, false
+		}
+	}
+	if f.PID != nil {
+		consider(s.pidPostings(*f.PID))
+	}
+	if f.UID != nil {
+		consider(s.uids[*f.UID])
+	}
+	if len(f.Kinds) > 0 {
+		size := 0
+		for _, k := range f.Kinds {
+			size += len(s.kinds[k])
+		}
+		if all || size < len(best) {
+			best, all = unionPostings(s, f.Kinds, size), false
+		}
+	}
+	return best, all
+}
+
+// unionPostings merges the kinds' sorted postings (duplicate kinds in the
+// filter are harmless: each record has one kind).
+func unionPostings(s *segment, kinds []string, size int) []uint16 {
+	var lists [][]uint16
+	for i, k := range kinds {
+		if l := s.kinds[k]; len(l) > 0 && !slices.Contains(kinds[:i], k) {
+			lists = append(lists, l)
+		}
+	}
+	switch len(lists) {
+	case 0:
+		return []uint16{}
+	case 1:
+		return lists[0]
+	}
+	out := make([]uint16, 0, size)
+	for {
+		best := -1
+		for i, l := range lists {
+			if len(l) > 0 && (best < 0 || l[0] < lists[best][0]) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return out
+		}
+		out = append(out, lists[best][0])
+		lists[best] = lists[best][1:]
+	}
+}
+
+func maxInt(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
+}
