@@ -64,6 +64,7 @@ const messageIDMovedAside = "5b1c6e2f0a8d4b7c9e3f1a2b4c6d8e0f"
 // Journal is the event store.
 type Journal struct {
 	dir  string // <state>/journal
+	lock *os.File
 	opts Options
 	log  *slog.Logger
 
@@ -140,7 +141,13 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal directory: %w", err)
 	}
+	lock, err := lockDir(j.dir)
+	if err != nil {
+		return nil, err
+	}
+	j.lock = lock
 	if err := j.load(); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	j.migrate(filepath.Join(dir, "journal.db"))
@@ -328,5 +335,6 @@ func (j *Journal) Close() error {
 	}
 	j.segs = nil
 	j.idx.Unlock()
+	errs = append(errs, j.lock.Close())
 	return errors.Join(errs...)
 }

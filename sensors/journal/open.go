@@ -11,9 +11,29 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/npllm/npllm/sensors"
 )
+
+// lockDir keeps a second npllmd (or a test) from writing the same journal;
+// the kernel drops the lock when the process dies, kill -9 included.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal lock: %w", err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("journal %s is in use by another process: %w", dir, err)
+		}
+	}
+}
 
 // load scans the segment files in seq order: a torn tail of the last one
 // (a write cut by a power loss) is cut off, a damaged earlier segment is
