@@ -243,6 +243,12 @@ func (s *Server) sensorRows() []SensorRow {
 		}
 		if s.cfg.Journal != nil {
 			d["journal_last_seq"] = godbus.MakeVariant(s.cfg.Journal.LastSeq())
+			for k, v := range s.cfg.Journal.Counters() {
+				d[k] = godbus.MakeVariant(v)
+			}
+			if ok, reason := s.cfg.Journal.Health(); !ok {
+				d["reason"] = godbus.MakeVariant(reason)
+			}
 		}
 		rows = append(rows, SensorRow{"event-pipeline", "hub", sensors.StateRunning, d})
 	}

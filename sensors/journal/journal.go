@@ -90,9 +90,9 @@ type Journal struct {
 	syncDue   time.Time
 	reserved  uint64 // seqs below it may be written (the persisted floor)
 	frames    []byte
-	kindNames map[string]string
 
-	idx     sync.RWMutex // segs and their indexes; a Query holds RLock
+	idx     sync.RWMutex // segs, their indexes and kindIDs; a Query holds RLock
+	kindIDs map[string]uint16
 	segs    []*segment
 	total   int
 	lastSeq atomic.Uint64 // last written
@@ -137,7 +137,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		opts.Log = slog.Default()
 	}
 	j := &Journal{dir: filepath.Join(dir, "journal"), opts: opts, log: opts.Log.With("component", "journal"),
-		wake: make(chan struct{}, 1), done: make(chan struct{}), kindNames: map[string]string{}}
+		wake: make(chan struct{}, 1), done: make(chan struct{}), kindIDs: map[string]uint16{}}
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal directory: %w", err)
 	}

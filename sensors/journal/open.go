@@ -54,12 +54,6 @@ func (j *Journal) load() error {
 		}
 	}
 	slices.Sort(firsts)
-	intern := func(b []byte) string {
-		if k, ok := j.kindNames[string(b)]; ok {
-			return k
-		}
-		return j.internString(string(b))
-	}
 	for i, first := range firsts {
 		path := filepath.Join(j.dir, segmentName(first))
 		last := i == len(firsts)-1
@@ -67,7 +61,7 @@ func (j *Journal) load() error {
 		if len(j.segs) > 0 {
 			prevMax = j.segs[len(j.segs)-1].maxTime
 		}
-		s, err := scanSegment(path, first, prevMax, intern)
+		s, err := scanSegment(path, first, prevMax, j.kindID)
 		if s == nil {
 			if st, serr := os.Stat(path); last && serr == nil && st.Size() < segHeaderLen {
 				// Created but its header never reached the disk.
@@ -108,13 +102,8 @@ func (j *Journal) load() error {
 	if n := len(j.segs); n > 0 {
 		last := j.segs[n-1]
 		j.lastSeq.Store(last.next() - 1)
-		// Appending to it again needs its pid postings as a map.
 		if last.n() < j.opts.SegmentEvents {
-			last.pids = map[uint32][]uint16{}
-			for k, pid := range last.pidKeys {
-				last.pids[pid] = append(last.pids[pid], last.pidRecs[k])
-			}
-			last.pidKeys, last.pidRecs = nil, nil
+			last.unseal()
 			j.active = last
 		}
 	}

@@ -57,7 +57,7 @@ func (j *Journal) Query(afterSeq uint64, max int, f Filter) (uint64, []sensors.E
 	}
 	for ; si < len(j.segs); si, ri = si+1, 0 {
 		s := j.segs[si]
-		cand, all := candidates(s, &f)
+		cand, all := j.candidates(s, &f)
 		r := &segReader{s: s, span: 1}
 		if all {
 			r.span = 256
@@ -101,7 +101,7 @@ func (j *Journal) Query(afterSeq uint64, max int, f Filter) (uint64, []sensors.E
 
 // candidates picks the smallest postings list the filter allows (a union
 // over its kinds), or all records.
-func candidates(s *segment, f *Filter) ([]uint16, bool) {
+func (j *Journal) candidates(s *segment, f *Filter) ([]uint16, bool) {
 	var best []uint16
 	all := true
 	consider := func(list []uint16) {
@@ -113,29 +113,27 @@ func candidates(s *segment, f *Filter) ([]uint16, bool) {
 		consider(s.pidPostings(*f.PID))
 	}
 	if f.UID != nil {
-		consider(s.uids[*f.UID])
+		consider(s.uidPostings(*f.UID))
 	}
 	if len(f.Kinds) > 0 {
 		size := 0
-		for _, k := range f.Kinds {
-			size += len(s.kinds[k])
+		var lists [][]uint16
+		for i, k := range f.Kinds {
+			id, ok := j.kindIDs[k]
+			if l := s.kindPostings(id, ok); len(l) > 0 && !slices.Contains(f.Kinds[:i], k) {
+				lists = append(lists, l)
+				size += len(l)
+			}
 		}
 		if all || size < len(best) {
-			best, all = unionPostings(s, f.Kinds, size), false
+			best, all = unionPostings(lists, size), false
 		}
 	}
 	return best, all
 }
 
-// unionPostings merges the kinds' sorted postings (duplicate kinds in the
-// filter are harmless: each record has one kind).
-func unionPostings(s *segment, kinds []string, size int) []uint16 {
-	var lists [][]uint16
-	for i, k := range kinds {
-		if l := s.kinds[k]; len(l) > 0 && !slices.Contains(kinds[:i], k) {
-			lists = append(lists, l)
-		}
-	}
+// unionPostings merges sorted postings of distinct kinds.
+func unionPostings(lists [][]uint16, size int) []uint16 {
 	switch len(lists) {
 	case 0:
 		return []uint16{}

@@ -53,11 +53,13 @@ type segment struct {
 	firstTime, maxTime uint64
 	offs               []uint32 // frame offset of each record
 	blockMax           []uint64 // latest time of records 0..(k+1)*timeBlock-1
-	kinds              map[string][]uint16
-	uids               map[uint32][]uint16
-	// pids is the pid postings while the segment is written; sealing turns
-	// it into sorted (pid, record) pairs, 6 bytes a record instead of a map.
-	pids    map[uint32][]uint16
+	kinds              [][]uint16 // record indexes by kind id (Journal.kindIDs)
+	uids               map[uint32]*[]uint16
+	// pidCol is each record's pid while the segment is written (a pid
+	// query scans it: at most one segment's worth); sealing turns it into
+	// (pid, record) pairs sorted by pid for binary search.
+	pidCol  []uint32
+	sealed  bool
 	pidKeys []uint32
 	pidRecs []uint16
 }
@@ -65,8 +67,7 @@ type segment struct {
 func segmentName(first uint64) string { return fmt.Sprintf("%016x.seg", first) }
 
 func newSegment(path string, f *os.File, first, prevMax uint64) *segment {
-	return &segment{path: path, f: f, first: first, size: segHeaderLen, maxTime: prevMax,
-		kinds: map[string][]uint16{}, uids: map[uint32][]uint16{}, pids: map[uint32][]uint16{}}
+	return &segment{path: path, f: f, first: first, size: segHeaderLen, maxTime: prevMax, uids: map[uint32]*[]uint16{}}
 }
 
 func (s *segment) n() int { return len(s.offs) }
@@ -74,8 +75,8 @@ func (s *segment) n() int { return len(s.offs) }
 // next is the seq the segment's next record must have.
 func (s *segment) next() uint64 { return s.first + uint64(len(s.offs)) }
 
-// add indexes the record whose frame starts at off; kind is interned.
-func (s *segment) add(h *header, kind string, off int64) {
+// add indexes the record whose frame starts at off.
+func (s *segment) add(h *header, kind uint16, off int64) {
 	i := uint16(len(s.offs))
 	if len(s.offs) == 0 {
 		s.firstTime = h.timeNS
@@ -87,37 +88,74 @@ func (s *segment) add(h *header, kind string, off int64) {
 	} else {
 		s.blockMax[len(s.blockMax)-1] = s.maxTime
 	}
+	for int(kind) >= len(s.kinds) {
+		s.kinds = append(s.kinds, nil)
+	}
 	s.kinds[kind] = append(s.kinds[kind], i)
 	if h.hasUID {
-		s.uids[h.uid] = append(s.uids[h.uid], i)
+		p := s.uids[h.uid]
+		if p == nil {
+			p = new([]uint16)
+			s.uids[h.uid] = p
+		}
+		*p = append(*p, i)
 	}
-	s.pids[h.pid] = append(s.pids[h.pid], i)
+	s.pidCol = append(s.pidCol, h.pid)
 }
 
-// seal compacts the pid postings once nothing more is appended.
+func (s *segment) kindPostings(kind uint16, ok bool) []uint16 {
+	if !ok || int(kind) >= len(s.kinds) {
+		return nil
+	}
+	return s.kinds[kind]
+}
+
+func (s *segment) uidPostings(uid uint32) []uint16 {
+	if p := s.uids[uid]; p != nil {
+		return *p
+	}
+	return nil
+}
+
+// seal compacts the pid index once nothing more is appended.
 func (s *segment) seal() {
-	if s.pids == nil {
+	if s.sealed {
 		return
 	}
-	keys := make([]uint32, 0, len(s.pids))
-	for pid := range s.pids {
-		keys = append(keys, pid)
+	pairs := make([]uint64, len(s.pidCol))
+	for i, pid := range s.pidCol {
+		pairs[i] = uint64(pid)<<16 | uint64(i)
 	}
-	slices.Sort(keys)
-	s.pidKeys = make([]uint32, 0, len(s.offs))
-	s.pidRecs = make([]uint16, 0, len(s.offs))
-	for _, pid := range keys {
-		for _, i := range s.pids[pid] {
-			s.pidKeys = append(s.pidKeys, pid)
-			s.pidRecs = append(s.pidRecs, i)
-		}
+	slices.Sort(pairs)
+	s.pidKeys = make([]uint32, len(pairs))
+	s.pidRecs = make([]uint16, len(pairs))
+	for k, p := range pairs {
+		s.pidKeys[k], s.pidRecs[k] = uint32(p>>16), uint16(p)
 	}
-	s.pids = nil
+	s.pidCol, s.sealed = nil, true
+}
+
+// unseal makes a sealed segment appendable again (the last one at open).
+func (s *segment) unseal() {
+	if !s.sealed {
+		return
+	}
+	s.pidCol = make([]uint32, len(s.offs))
+	for k, pid := range s.pidKeys {
+		s.pidCol[s.pidRecs[k]] = pid
+	}
+	s.pidKeys, s.pidRecs, s.sealed = nil, nil, false
 }
 
 func (s *segment) pidPostings(pid uint32) []uint16 {
-	if s.pids != nil {
-		return s.pids[pid]
+	if !s.sealed {
+		var out []uint16
+		for i, p := range s.pidCol {
+			if p == pid {
+				out = append(out, uint16(i))
+			}
+		}
+		return out
 	}
 	lo := sort.Search(len(s.pidKeys), func(i int) bool { return s.pidKeys[i] >= pid })
 	hi := lo
@@ -181,7 +219,7 @@ func (s *segment) appendFrames(buf []byte) error {
 // scanSegment opens a segment and indexes its records up to the first bad
 // frame. It returns the segment (nil when even the header is bad) and why
 // it stopped early (nil when the whole file is good).
-func scanSegment(path string, wantFirst, prevMax uint64, intern func([]byte) string) (*segment, error) {
+func scanSegment(path string, wantFirst, prevMax uint64, kindID func([]byte) uint16) (*segment, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
@@ -219,7 +257,7 @@ func scanSegment(path string, wantFirst, prevMax uint64, intern func([]byte) str
 		if err != nil || h.seq != s.next() || len(s.offs) >= maxSegEvents {
 			return s, fmt.Errorf("%w at offset %d: record is not seq %d", errTorn, off, s.next())
 		}
-		s.add(&h, intern(h.kind), off)
+		s.add(&h, kindID(h.kind), off)
 		off += frameHeaderLen + n
 		s.size = off
 	}

@@ -177,7 +177,7 @@ func (j *Journal) index(s *segment, evs []sensors.Event) {
 	for i := range evs {
 		ev := &evs[i]
 		h := header{seq: ev.Seq, timeNS: ev.TimeNS, pid: ev.PID, uid: ev.UID, hasUID: ev.HasUID}
-		s.add(&h, j.internString(ev.Kind), off)
+		s.add(&h, j.kindID([]byte(ev.Kind)), off)
 		off += frameHeaderLen + int64(binary.LittleEndian.Uint32(j.frames[off-s.size:]))
 	}
 	s.size = off
@@ -284,12 +284,15 @@ func (j *Journal) prune(now time.Time) {
 	}
 }
 
-func (j *Journal) internString(kind string) string {
-	if k, ok := j.kindNames[kind]; ok {
-		return k
+// kindID numbers kinds journal-wide (the writer adds under idx.Lock or
+// before any reader exists).
+func (j *Journal) kindID(kind []byte) uint16 {
+	if id, ok := j.kindIDs[string(kind)]; ok {
+		return id
 	}
-	j.kindNames[kind] = kind
-	return kind
+	id := uint16(len(j.kindIDs))
+	j.kindIDs[string(kind)] = id
+	return id
 }
 
 // reserve makes sure seq is below the persisted floor, renewing the floor
