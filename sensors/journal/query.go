@@ -99,25 +99,20 @@ func (j *Journal) Query(afterSeq uint64, max int, f Filter) (uint64, []sensors.E
 	return last, out, nil
 }
 
-// candidates picks the smallest postings list the filter allows (a union
-// over its kinds), or all records.
+// candidates intersects, in memory, the postings the filter names (a
+// union over its kinds), so that only matching records are read; or all
+// records when the filter names none.
 func (j *Journal) candidates(s *segment, f *Filter) ([]uint16, bool) {
-	var best []uint16
-	all := true
-	consider := func(list []uint16) {
-		if all || len(list) < len(best) {
-			best, all = list, false
-		}
-	}
+	var sets [][]uint16
 	if f.PID != nil {
-		consider(s.pidPostings(*f.PID))
+		sets = append(sets, s.pidPostings(*f.PID))
 	}
 	if f.UID != nil {
-		consider(s.uidPostings(*f.UID))
+		sets = append(sets, s.uidPostings(*f.UID))
 	}
 	if len(f.Kinds) > 0 {
-		size := 0
 		var lists [][]uint16
+		size := 0
 		for i, k := range f.Kinds {
 			id, ok := j.kindIDs[k]
 			if l := s.kindPostings(id, ok); len(l) > 0 && !slices.Contains(f.Kinds[:i], k) {
@@ -125,11 +120,30 @@ func (j *Journal) candidates(s *segment, f *Filter) ([]uint16, bool) {
 				size += len(l)
 			}
 		}
-		if all || size < len(best) {
-			best, all = unionPostings(lists, size), false
-		}
+		sets = append(sets, unionPostings(lists, size))
 	}
-	return best, all
+	if len(sets) == 0 {
+		return nil, true
+	}
+	slices.SortFunc(sets, func(a, b []uint16) int { return len(a) - len(b) })
+	out := sets[0]
+	for _, other := range sets[1:] {
+		out = intersect(out, other)
+	}
+	return out, false
+}
+
+// intersect keeps the records of a (the shorter) that are in b.
+func intersect(a, b []uint16) []uint16 {
+	out := make([]uint16, 0, len(a))
+	for _, x := range a {
+		k, found := slices.BinarySearch(b, x)
+		if found {
+			out = append(out, x)
+		}
+		b = b[k:]
+	}
+	return out
 }
 
 // unionPostings merges sorted postings of distinct kinds.
