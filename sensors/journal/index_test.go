@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,5 +237,57 @@ func TestPruneDeletesWholeSegmentsByCountAndAge(t *testing.T) {
 	_, evs, _ = j.Query(0, 1000, Filter{})
 	if len(evs) < 100 || len(evs) > 125 || evs[len(evs)-1].Seq != 280 {
 		t.Fatalf("after count prune: %d events up to %d", len(evs), evs[len(evs)-1].Seq)
+	}
+}
+
+// Readers run while the writer appends, rolls and prunes segments: each
+// answer is in seq order, matches its filter, and (run with -race) no
+// index is read while it changes.
+func TestQueriesDuringAppendsRollsAndPrunes(t *testing.T) {
+	j, err := Open(t.TempDir(), Options{MaxEvents: 2000, SegmentEvents: 150, FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	pid := uint32(3)
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := Filter{Kinds: []string{"process.exit"}}
+			if r == 1 {
+				f = Filter{PID: &pid}
+			}
+			for after := uint64(0); ; {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				last, evs, err := j.Query(after, 50, f)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for i, ev := range evs {
+					if !f.match(&ev) || ev.Seq <= after || (i > 0 && ev.Seq <= evs[i-1].Seq) {
+						t.Errorf("answer after %d out of order or unmatched: %+v", after, ev)
+						return
+					}
+				}
+				after = last
+			}
+		}()
+	}
+	for i := 0; i < 20000; i++ {
+		j.Append(sensors.Event{Kind: []string{"process.exec", "process.exit"}[i%2], PID: uint32(i % 7)})
+	}
+	j.Sync()
+	close(stop)
+	wg.Wait()
+	if c := j.Counters(); c["journal_pruned_segments"] == 0 || c["journal_events"] > 2150 {
+		t.Errorf("no pruning under load: %v", c)
 	}
 }

@@ -316,6 +316,9 @@ func (j *Journal) Close() error {
 		}
 		break
 	}
+	j.commitMu.Lock()
+	j.nextTry = time.Time{} // one last try for events the disk refused
+	j.commitMu.Unlock()
 	j.commit()
 	j.commitMu.Lock()
 	defer j.commitMu.Unlock()
