@@ -148,7 +148,7 @@ func BenchmarkAppendCommitVsJournalSize(b *testing.B) {
 					}
 				}
 				j.Sync()
-				per[k] = append(per[k], float64((cpu() - start).Nanoseconds())/sample)
+				per[k] = append(per[k], float64((cpu()-start).Nanoseconds())/sample)
 			}
 		}
 		mean := func(xs []float64) float64 {

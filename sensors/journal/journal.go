@@ -85,6 +85,7 @@ type Journal struct {
 	retryFrom time.Time
 	nextTry   time.Time
 	backoff   time.Duration
+	lastErr   error
 	dirty     bool // written since the last fdatasync
 	dirtyDir  bool // a segment created since the last fsync of the directory
 	syncDue   time.Time

@@ -51,8 +51,8 @@ type segment struct {
 	// latest time of any record up to the end of this segment, including
 	// earlier segments (so it never decreases from segment to segment).
 	firstTime, maxTime uint64
-	offs               []uint32 // frame offset of each record
-	blockMax           []uint64 // latest time of records 0..(k+1)*timeBlock-1
+	offs               []uint32   // frame offset of each record
+	blockMax           []uint64   // latest time of records 0..(k+1)*timeBlock-1
 	kinds              [][]uint16 // record indexes by kind id (Journal.kindIDs)
 	uids               map[uint32]*[]uint16
 	// pidCol is each record's pid while the segment is written (a pid

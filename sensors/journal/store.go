@@ -86,8 +86,14 @@ func (j *Journal) failed(err error, now time.Time) {
 	}
 	j.backoff = min(max(2*j.backoff, 100*time.Millisecond), 5*time.Second)
 	j.nextTry = now.Add(j.backoff)
-	j.setWriteErr(fmt.Sprintf("journal: cannot write %s: %v (%d events waiting, %d dropped)",
-		j.dir, err, len(j.retry), j.c.droppedDisk.Load()))
+	j.lastErr = err
+	j.degraded()
+}
+
+// degraded states Health's reason from the writer's state.
+func (j *Journal) degraded() {
+	j.setWriteErr(fmt.Sprintf("journal: cannot write: %v (%d events waiting for the disk, %d dropped)",
+		j.lastErr, len(j.retry), j.c.droppedDisk.Load()))
 }
 
 // bound drops the events the disk refused beyond MaxPending, or all of
@@ -107,9 +113,7 @@ func (j *Journal) bound(now time.Time) {
 		j.retry = nil
 	}
 	j.retryFrom = now
-	j.mu.Lock()
-	j.writeErr += fmt.Sprintf("; gave up on %d events", drop)
-	j.mu.Unlock()
+	j.degraded()
 }
 
 func (j *Journal) setWriteErr(s string) {
