@@ -23,6 +23,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"time"
 )
 
 const (
@@ -47,14 +48,16 @@ type segment struct {
 	f     *os.File
 	first uint64 // seq of record 0
 	size  int64  // end of the last indexed record
-	// firstTime is when record 0 happened (for rolling by age); maxTime the
-	// latest time of any record up to the end of this segment, including
-	// earlier segments (so it never decreases from segment to segment).
-	firstTime, maxTime uint64
-	offs               []uint32   // frame offset of each record
-	blockMax           []uint64   // latest time of records 0..(k+1)*timeBlock-1
-	kinds              [][]uint16 // record indexes by kind id (Journal.kindIDs)
-	uids               map[uint32]*[]uint16
+	// born is when the segment was started, by the wall clock (for rolling
+	// by age: event times may be old, e.g. migrated ones); maxTime the
+	// latest event time up to the end of this segment, including earlier
+	// segments (so it never decreases from segment to segment).
+	born     time.Time
+	maxTime  uint64
+	offs     []uint32   // frame offset of each record
+	blockMax []uint64   // latest time of records 0..(k+1)*timeBlock-1
+	kinds    [][]uint16 // record indexes by kind id (Journal.kindIDs)
+	uids     map[uint32]*[]uint16
 	// pidCol is each record's pid while the segment is written (a pid
 	// query scans it: at most one segment's worth); sealing turns it into
 	// (pid, record) pairs sorted by pid for binary search.
@@ -67,7 +70,8 @@ type segment struct {
 func segmentName(first uint64) string { return fmt.Sprintf("%016x.seg", first) }
 
 func newSegment(path string, f *os.File, first, prevMax uint64) *segment {
-	return &segment{path: path, f: f, first: first, size: segHeaderLen, maxTime: prevMax, uids: map[uint32]*[]uint16{}}
+	return &segment{path: path, f: f, first: first, size: segHeaderLen, maxTime: prevMax, born: time.Now(),
+		uids: map[uint32]*[]uint16{}}
 }
 
 func (s *segment) n() int { return len(s.offs) }
@@ -78,9 +82,6 @@ func (s *segment) next() uint64 { return s.first + uint64(len(s.offs)) }
 // add indexes the record whose frame starts at off.
 func (s *segment) add(h *header, kind uint16, off int64) {
 	i := uint16(len(s.offs))
-	if len(s.offs) == 0 {
-		s.firstTime = h.timeNS
-	}
 	s.offs = append(s.offs, uint32(off))
 	s.maxTime = max(s.maxTime, h.timeNS)
 	if int(i)%timeBlock == 0 {
@@ -235,6 +236,7 @@ func scanSegment(path string, wantFirst, prevMax uint64, kindID func([]byte) uin
 		return nil, errBadHeader
 	}
 	s := newSegment(path, f, wantFirst, prevMax)
+	s.born = st.ModTime() // the last write: a reopened segment is not kept open for long
 	br := bufio.NewReaderSize(f, 256<<10)
 	var fh [frameHeaderLen]byte
 	buf := make([]byte, 0, 4096)
@@ -264,7 +266,7 @@ func scanSegment(path string, wantFirst, prevMax uint64, kindID func([]byte) uin
 	return s, nil
 }
 
-// reader reads records of one segment, a range at a time: span records
+// segReader reads records of one segment, a range at a time: span records
 // per read for sequential scans, 1 for sparse index hits.
 type segReader struct {
 	s      *segment

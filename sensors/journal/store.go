@@ -201,7 +201,7 @@ func (j *Journal) markDirty(now time.Time) {
 func (j *Journal) segmentFor(seq uint64, now time.Time) (*segment, error) {
 	s := j.active
 	if s != nil && s.next() == seq && s.n() < j.opts.SegmentEvents && s.size < maxSegmentSize &&
-		(s.n() == 0 || uint64(now.UnixNano()) < s.firstTime+uint64(j.opts.MaxAge/16)) {
+		now.Sub(s.born) < j.opts.MaxAge/16 {
 		return s, nil
 	}
 	var prevMax uint64
