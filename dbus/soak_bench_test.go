@@ -31,6 +31,18 @@ func procIO(b testing.TB, pid int, field string) uint64 {
 	return 0
 }
 
+// segmentBytes is the size of the journal's segment files under state.
+func segmentBytes(state string) int64 {
+	var n int64
+	segs, _ := filepath.Glob(filepath.Join(state, "journal", "*.seg"))
+	for _, p := range segs {
+		if st, err := os.Stat(p); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
+}
+
 func procStatusKiB(b testing.TB, pid int, field string) uint64 {
 	data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	for _, line := range strings.Split(string(data), "\n") {
@@ -77,7 +89,7 @@ func BenchmarkSoak(b *testing.B) {
 	}()
 	for range b.N {
 		time.Sleep(2 * time.Second) // past start-up
-		cpu0, w0 := cpuTicks(b, pid), procIO(b, pid, "write_bytes")
+		cpu0, w0, j0 := cpuTicks(b, pid), procIO(b, pid, "write_bytes"), segmentBytes(state)
 		anon0 := procStatusKiB(b, pid, "RssAnon")
 		start := time.Now()
 		tick := time.NewTicker(time.Second / 70)
@@ -93,11 +105,15 @@ func BenchmarkSoak(b *testing.B) {
 		tick.Stop()
 		el := time.Since(start).Seconds()
 		cpu := float64(cpuTicks(b, pid)-cpu0) / 100 / el * 100
-		kib := float64(procIO(b, pid, "write_bytes")-w0) / 1024 / el
+		written := procIO(b, pid, "write_bytes") - w0
+		kib := float64(written) / 1024 / el
+		journal := segmentBytes(state) - j0
 		b.ReportMetric(cpu, "cpu-%-of-core")
 		b.ReportMetric(kib, "disk-KiB/s")
 		b.ReportMetric(float64(n)/el, "loops/s")
-		b.Logf("%d s, %.0f exec+connect/s: npllmd CPU %.2f %% of a core, disk writes %.1f KiB/s, RssAnon %d → %d KiB, RssFile %d KiB",
-			secs, float64(n)/el, cpu, kib, anon0, procStatusKiB(b, pid, "RssAnon"), procStatusKiB(b, pid, "RssFile"))
+		b.ReportMetric(float64(written)/float64(journal), "written/journal-growth")
+		b.Logf("%d s, %.0f exec+connect/s: npllmd CPU %.2f %% of a core, disk writes %.1f KiB/s (%.2f× the journal's growth of %.1f KiB/s), RssAnon %d → %d KiB, RssFile %d KiB",
+			secs, float64(n)/el, cpu, kib, float64(written)/float64(journal), float64(journal)/1024/el,
+			anon0, procStatusKiB(b, pid, "RssAnon"), procStatusKiB(b, pid, "RssFile"))
 	}
 }

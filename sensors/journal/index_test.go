@@ -291,3 +291,31 @@ func TestQueriesDuringAppendsRollsAndPrunes(t *testing.T) {
 		t.Errorf("no pruning under load: %v", c)
 	}
 }
+
+// An event too big for a record (or of a type the codec does not know) is
+// dropped and counted; the events around it are kept, also across a
+// reopen (nothing is written that the scan at open would call torn).
+func TestUnstorableEventIsCountedAndItsNeighboursKept(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Append(sensors.Event{Kind: "a"})
+	j.Append(sensors.Event{Kind: "big", Fields: map[string]any{"argv": []string{strings.Repeat("x", 2<<20)}}})
+	j.Append(sensors.Event{Kind: "odd", Fields: map[string]any{"f": 1.5}})
+	j.Append(sensors.Event{Kind: "b"})
+	j.Close()
+	if j.Counters()["journal_dropped_encode"] != 2 {
+		t.Errorf("counters %v", j.Counters())
+	}
+	j, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	_, evs, _ := j.Query(0, 10, Filter{})
+	if len(evs) != 2 || evs[0].Kind != "a" || evs[1].Kind != "b" || evs[1].Seq != 4 {
+		t.Fatalf("kept %+v", evs)
+	}
+}

@@ -115,6 +115,9 @@ func (j *Journal) candidates(s *segment, f *Filter) ([]uint16, bool) {
 		size := 0
 		for i, k := range f.Kinds {
 			id, ok := j.kindIDs[k]
+			if !ok && len(j.kindIDs) >= otherKinds {
+				id, ok = otherKinds, true
+			}
 			if l := s.kindPostings(id, ok); len(l) > 0 && !slices.Contains(f.Kinds[:i], k) {
 				lists = append(lists, l)
 				size += len(l)

@@ -19,6 +19,8 @@ import (
 // rewritten (and fsynced) once per this many events.
 const reserveChunk = 1 << 20
 
+const otherKinds = 1<<16 - 1
+
 // commit takes the pending batch and writes it (or queues it for a retry),
 // hands it to OnCommit, fsyncs when due and prunes.
 func (j *Journal) commit() {
@@ -144,6 +146,13 @@ func (j *Journal) write(evs []sensors.Event, now time.Time) (int, error) {
 		for k := done; k < end; k++ {
 			start := len(j.frames)
 			b, err := appendEncoded(append(j.frames, make([]byte, frameHeaderLen)...), &evs[k])
+			if err == nil && len(b)-start-frameHeaderLen > maxRecord {
+				err = fmt.Errorf("record of %d bytes exceeds %d", len(b)-start-frameHeaderLen, maxRecord)
+			}
+			if err == nil && start > 0 && s.size+int64(len(b)) > maxSegmentSize {
+				end = k // the segment is full: the rest goes to the next one
+				break
+			}
 			if err != nil {
 				if j.c.droppedEncode.Add(1) == 1 {
 					j.log.Error("event cannot be encoded; dropped", "kind", evs[k].Kind, "err", err)
@@ -293,6 +302,11 @@ func (j *Journal) prune(now time.Time) {
 func (j *Journal) kindID(kind []byte) uint16 {
 	if id, ok := j.kindIDs[string(kind)]; ok {
 		return id
+	}
+	if len(j.kindIDs) >= otherKinds {
+		// Past 65,535 distinct kinds (sensors define a few dozen) the rest
+		// share one posting list; Query still checks each record's kind.
+		return otherKinds
 	}
 	id := uint16(len(j.kindIDs))
 	j.kindIDs[string(kind)] = id
