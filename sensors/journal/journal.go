@@ -244,13 +244,6 @@ func (j *Journal) Sync() error {
 	return nil
 }
 
-// Fsync makes every written event durable now.
-func (j *Journal) Fsync() error {
-	j.commitMu.Lock()
-	defer j.commitMu.Unlock()
-	return j.fsync(false)
-}
-
 // Healthy reports an error when events have waited far longer than a
 // commit takes (the flusher is stuck or the disk hangs): the watchdog's
 // question. A disk that refuses writes is not a stuck pipeline (events
