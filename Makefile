@@ -67,6 +67,10 @@ stage:
 	@mkdir -p $(STAGE)
 	$(GO) build -trimpath -buildmode=pie -ldflags "-s -w -X main.version=$(PKG_VERSION)" -o $(STAGE)/ ./cmd/npllmd ./cmd/npllmctl ./cmd/npllm-agent
 	for m in packaging/man/*; do gzip -9n < $$m > $(STAGE)/$$(basename $$m).gz; done
+	@mkdir -p $(STAGE)/completions
+	$(STAGE)/npllmctl completion bash > $(STAGE)/completions/npllmctl.bash
+	$(STAGE)/npllmctl completion zsh > $(STAGE)/completions/_npllmctl
+	$(STAGE)/npllmctl completion fish > $(STAGE)/completions/npllmctl.fish
 	printf 'npllm (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- npllm developers <npllm@example.org>  %s\n' \
 		"$(PKG_VERSION)" "$$(git rev-parse --short HEAD)" "$$(date -R -d @$$(git log -1 --format=%ct))" | gzip -9n > $(STAGE)/changelog.gz
 
@@ -85,13 +89,16 @@ install: stage
 	install -Dm644 systemd/npllm-agent.service $(DESTDIR)/usr/lib/systemd/user/npllm-agent.service
 	install -Dm644 packaging/dbus/org.npllm.Assistant.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.npllm.Assistant.conf
 	install -Dm644 packaging/dbus/org.npllm.Assistant.service $(DESTDIR)/usr/share/dbus-1/system-services/org.npllm.Assistant.service
-	install -Dm644 dbus/org.npllm.Assistant1.xml $(DESTDIR)/usr/share/dbus-1/interfaces/org.npllm.Assistant1.xml
+	install -Dm644 dbus/api/org.npllm.Assistant1.xml $(DESTDIR)/usr/share/dbus-1/interfaces/org.npllm.Assistant1.xml
 	install -Dm644 packaging/polkit/org.npllm.Assistant.policy $(DESTDIR)/usr/share/polkit-1/actions/org.npllm.Assistant.policy
 	install -Dm644 packaging/desktop/org.npllm.Assistant.desktop $(DESTDIR)/usr/share/applications/org.npllm.Assistant.desktop
 	install -Dm644 packaging/desktop/org.npllm.Agent.desktop $(DESTDIR)/etc/xdg/autostart/org.npllm.Agent.desktop
 	install -Dm644 packaging/icons/org.npllm.Assistant.svg $(DESTDIR)/usr/share/icons/hicolor/scalable/apps/org.npllm.Assistant.svg
 	for s in ok warning critical; do install -Dm644 packaging/icons/npllm-$$s.svg $(DESTDIR)/usr/share/icons/hicolor/scalable/status/npllm-$$s.svg; done
 	test -e $(DESTDIR)/etc/npllm/npllmd.toml || install -Dm644 packaging/npllmd.toml $(DESTDIR)/etc/npllm/npllmd.toml
+	install -Dm644 $(STAGE)/completions/npllmctl.bash $(DESTDIR)/usr/share/bash-completion/completions/npllmctl
+	install -Dm644 $(STAGE)/completions/_npllmctl $(DESTDIR)/usr/share/zsh/vendor-completions/_npllmctl
+	install -Dm644 $(STAGE)/completions/npllmctl.fish $(DESTDIR)/usr/share/fish/vendor_completions.d/npllmctl.fish
 	install -Dm644 $(STAGE)/npllmd.8.gz $(DESTDIR)/usr/share/man/man8/npllmd.8.gz
 	install -Dm644 $(STAGE)/npllmctl.1.gz $(DESTDIR)/usr/share/man/man1/npllmctl.1.gz
 	install -Dm644 $(STAGE)/npllm-agent.1.gz $(DESTDIR)/usr/share/man/man1/npllm-agent.1.gz

@@ -8,7 +8,7 @@ import (
 	"sync"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 )
 
 // Units asks systemd, over its own D-Bus API, to act on units. npllmd has
@@ -44,7 +44,7 @@ func (u *Units) connect(ctx context.Context) (*sdbus.Conn, error) {
 
 // Manage queues verb on unit ("replace" mode, as systemctl does) and
 // returns the job's object path on systemd's bus.
-func (u *Units) Manage(ctx context.Context, unit, verb string) (godbus.ObjectPath, error) {
+func (u *Units) Manage(ctx context.Context, unit, verb string) (dbus.ObjectPath, error) {
 	if err := ValidateUnitName(unit); err != nil {
 		return "", err
 	}
@@ -69,7 +69,7 @@ func (u *Units) Manage(ctx context.Context, unit, verb string) (godbus.ObjectPat
 	if err != nil {
 		return "", fmt.Errorf("systemd refused to %s %s: %w", verb, unit, err)
 	}
-	return godbus.ObjectPath("/org/freedesktop/systemd1/job/" + strconv.Itoa(id)), nil
+	return dbus.ObjectPath("/org/freedesktop/systemd1/job/" + strconv.Itoa(id)), nil
 }
 
 // UnitStatus is what systemd says of a unit.

@@ -1,3 +1,6 @@
+// Package desktop holds npllm-agent's parts: desktop notifications and the
+// tray, fed by npllmd's notices (dbus/client.Watch); the MCP bridge is in
+// desktop/mcp and the user's mutes in desktop/mutes.
 package desktop
 
 import (
@@ -5,14 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 
 	"github.com/BurntSushi/toml"
-	godbus "github.com/godbus/dbus/v5"
-
-	npbus "github.com/npllm/npllm/dbus"
+	"github.com/godbus/dbus/v5"
+	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/desktop/mutes"
 )
 
 // AgentConfig is $XDG_CONFIG_HOME/npllm/agent.toml.
@@ -57,27 +59,26 @@ const AgentBusName = "org.npllm.Agent"
 
 // Agent is the running desktop agent.
 type Agent struct {
-	System, Session *godbus.Conn
-	Client          *npbus.Client
+	System, Session *dbus.Conn
+	Client          *client.Client
 	Notifier        *Notifier
 	Tray            *Tray
-	Watcher         *Watcher
 	log             *slog.Logger
 }
 
 // NewAgent connects to both buses and the notification server.
 func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
-	system, err := godbus.ConnectSystemBus()
+	system, err := dbus.ConnectSystemBus()
 	if err != nil {
 		return nil, fmt.Errorf("connect to the system bus: %w", err)
 	}
-	session, err := godbus.ConnectSessionBus()
+	session, err := dbus.ConnectSessionBus()
 	if err != nil {
 		system.Close()
 		return nil, fmt.Errorf("connect to the session bus (is this a desktop session?): %w", err)
 	}
 	// One agent per session: the name says who it is.
-	if reply, err := session.RequestName(AgentBusName, godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
+	if reply, err := session.RequestName(AgentBusName, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
 		system.Close()
 		session.Close()
 		if err == nil {
@@ -85,58 +86,65 @@ func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
 		}
 		return nil, err
 	}
-	mutes, err := OpenMutes(MutesPath())
+	muted, err := mutes.Open(mutes.Path())
 	if err != nil {
-		log.Warn("mutes unreadable; starting with none", "file", MutesPath(), "err", err)
-		mutes = &Mutes{path: MutesPath(), Muted: map[string]bool{}, Dismissed: map[string]int{}}
+		log.Warn("mutes unreadable; starting with none", "file", mutes.Path(), "err", err)
+		muted = mutes.Empty(mutes.Path())
 	}
-	client := npbus.NewClient(system)
-	notifier, err := NewNotifier(session, client, mutes, log)
+	cl := client.NewClient(system)
+	cl.SetLog(log)
+	notifier, err := NewNotifier(session, cl, muted, log)
 	if err != nil {
 		system.Close()
 		session.Close()
 		return nil, err
 	}
-	a := &Agent{System: system, Session: session, Client: client, Notifier: notifier, log: log}
+	a := &Agent{System: system, Session: session, Client: cl, Notifier: notifier, log: log}
 	if cfg.Tray == nil || *cfg.Tray {
-		a.Tray = NewTray(session, client, notifier, mutes, log)
+		a.Tray = NewTray(session, cl, notifier, muted, log)
 	}
-	a.Watcher = NewWatcher(system, log)
 	return a, nil
 }
 
 // Run follows npllmd until ctx ends. extra, if set, also receives each
-// genuine signal (the MCP bridge's resource updates).
-func (a *Agent) Run(ctx context.Context, extra func(*godbus.Signal)) error {
+// notice (the MCP bridge's resource updates).
+func (a *Agent) Run(ctx context.Context, extra func(client.Notice)) error {
 	defer a.System.Close()
 	defer a.Session.Close()
 	defer a.Notifier.Close()
 	// Catching up starts at the journal's end: earlier events are history.
-	if newest, _, err := a.Client.Events(ctx, math.MaxUint64-1, 1, nil); err == nil {
+	if newest, err := a.Client.NewestSeq(ctx); err == nil {
 		a.Notifier.StartSeq(newest)
 	}
-	a.Watcher.Signal = func(sig *godbus.Signal) {
-		a.Notifier.Signal(sig)
-		if a.Tray != nil {
-			a.Tray.Changed()
-		}
-		if extra != nil {
-			extra(sig)
-		}
-	}
-	a.Watcher.Owner = func(owner string) {
-		if owner == "" {
-			a.log.Warn("npllmd is gone from the system bus; waiting for it")
-			return
-		}
-		a.log.Info("following npllmd", "unique_name", owner)
-		go a.Notifier.CatchUp(ctx)
-		if a.Tray != nil {
-			a.Tray.Changed()
-		}
+	notices, err := a.Client.Watch(ctx)
+	if err != nil {
+		return err
 	}
 	if a.Tray != nil {
 		go a.Tray.Run(ctx)
 	}
-	return a.Watcher.Run(ctx)
+	for n := range notices {
+		switch n := n.(type) {
+		case client.AlertRaised:
+			a.Notifier.Raised(n.Alert)
+		case client.AlertCleared:
+			a.Notifier.Cleared(n.ID)
+		case client.OwnerChanged:
+			if n.Owner == "" {
+				a.log.Warn("npllmd is gone from the system bus; waiting for it")
+				continue
+			}
+			a.log.Info("following npllmd", "unique_name", n.Owner)
+			go a.Notifier.CatchUp(ctx)
+		case client.PropertiesChanged:
+			continue // the tray re-reads the status when an alert changes
+		}
+		if a.Tray != nil {
+			a.Tray.Changed()
+		}
+		if extra != nil {
+			extra(n)
+		}
+	}
+	return nil
 }

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 
-	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // End to end: the real npllm-agent against a real npllmd (private system
@@ -39,15 +39,15 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(len(chunks) % 2)
 	}
-	devbus.RunWithBinaries(m, &binDir, "./cmd/npllmd", "./cmd/npllm-agent", "./cmd/npllmctl")
+	testbus.RunWithBinaries(m, &binDir, "./cmd/npllmd", "./cmd/npllm-agent", "./cmd/npllmctl")
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }
 
 type world struct {
-	bus      *devbus.Bus
-	daemon   *devbus.Daemon
-	desk     *devbus.Desktop
+	bus      *testbus.Bus
+	daemon   *testbus.Daemon
+	desk     *testbus.Desktop
 	agent    *exec.Cmd
 	agentLog *os.File
 	home     string
@@ -63,11 +63,11 @@ func setupB(b *testing.B) *world { return setupTB(b, "") }
 
 func setupTB(t testing.TB, alerts string) *world {
 	t.Helper()
-	w := &world{bus: devbus.ForTest(t)}
+	w := &world{bus: testbus.ForTest(t)}
 	toml := "[alerts]\ndisk_warning_percent = 100\ndisk_critical_percent = 100\n" + alerts
 	os.WriteFile(filepath.Join(w.bus.Dir, "npllmd.toml"), []byte(toml), 0o644)
 	w.daemon = w.bus.DaemonForTest(t, bin("npllmd"))
-	w.desk = devbus.DesktopForTest(t)
+	w.desk = testbus.DesktopForTest(t)
 	w.home = t.TempDir()
 	w.startAgent(t)
 	return w
@@ -199,7 +199,7 @@ func TestOOMKillsBecomeOneEscapedNotificationNotAStack(t *testing.T) {
 	exe := filepath.Join(binDir, "<b>hog")
 	data, _ := os.ReadFile(bin("self"))
 	os.WriteFile(exe, data, 0o755)
-	into := devbus.MemoryCgroup(t, 48<<20, false)
+	into := testbus.MemoryCgroup(t, 48<<20, false)
 	oomKill(t, exe, into)
 	w.waitDisplayed(t, "after one OOM kill", func(n int) bool { return n == 1 })
 	for range 5 {
@@ -271,8 +271,8 @@ func TestSpoofedAlertsFromAnotherConnectionAreIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	details := map[string]godbus.Variant{"summary": godbus.MakeVariant("your disk is on fire"), "pid": godbus.MakeVariant(uint32(1))}
-	if err := conn.Emit(npbus.ObjectPath, npbus.Interface+".Alert", "spoof", "critical", "memory.low", details); err != nil {
+	details := map[string]dbus.Variant{"summary": dbus.MakeVariant("your disk is on fire"), "pid": dbus.MakeVariant(uint32(1))}
+	if err := conn.Emit(api.ObjectPath, api.Interface+".Alert", "spoof", "critical", "memory.low", details); err != nil {
 		t.Fatal(err)
 	}
 	w.waitLog(t, "ignored a signal not sent by npllmd")

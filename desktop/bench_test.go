@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // BenchmarkAgentIdle lets npllm-agent idle for 15 s with npllmd and dunst
@@ -19,7 +19,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 		c0 := procTicks(b, pid)
 		time.Sleep(15 * time.Second)
 		c1 := procTicks(b, pid)
-		b.ReportMetric(float64(devbus.ProcRSSKiB(pid))/1024, "agent-rss-MiB")
+		b.ReportMetric(float64(testbus.ProcRSSKiB(pid))/1024, "agent-rss-MiB")
 		b.ReportMetric(float64(c1-c0)/100/15*100, "agent-cpu-%")
 	}
 }

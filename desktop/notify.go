@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/esiqveland/notify"
-	godbus "github.com/godbus/dbus/v5"
-
-	npbus "github.com/npllm/npllm/dbus"
+	"github.com/godbus/dbus/v5"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/desktop/mutes"
 )
 
 // Notifier shows npllmd's alerts as desktop notifications: one per alert,
@@ -23,9 +24,9 @@ import (
 // through npllmd with interactive authorization, so the desktop's polkit
 // agent asks when needed; nothing in the background ever prompts.
 type Notifier struct {
-	client *npbus.Client // system bus: npllmd
+	client client.API // system bus: npllmd
 	notes  notify.Notifier
-	mutes  *Mutes
+	mutes  *mutes.Set
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -66,7 +67,7 @@ type target struct {
 // app is what an alert of kind is about, for mutes: the unit for unit
 // failures, else the process name.
 func (t target) app(kind string) string {
-	if kind == "unit.failed" {
+	if kind == api.KindUnitFailed {
 		return t.unit
 	}
 	return t.comm
@@ -81,12 +82,12 @@ const BurstWindow = 30 * time.Second
 
 // Kinds whose alerts are single events and coalesce into bursts.
 var burstKinds = map[string]string{
-	"oom.kill":      "%d processes were killed for lack of memory",
-	"process.crash": "%d processes crashed",
+	api.KindOOMKill:      "%d processes were killed for lack of memory",
+	api.KindProcessCrash: "%d processes crashed",
 }
 
 // NewNotifier connects to the notification server on session.
-func NewNotifier(session *godbus.Conn, client *npbus.Client, mutes *Mutes, log *slog.Logger) (*Notifier, error) {
+func NewNotifier(session *dbus.Conn, client client.API, mutes *mutes.Set, log *slog.Logger) (*Notifier, error) {
 	n := &Notifier{client: client, mutes: mutes, log: log, now: time.Now,
 		byAlert: map[string]*shown{}, byNote: map[uint32]*shown{}, bursts: map[string]*shown{}, seen: map[string]bool{}}
 	notes, err := notify.New(session,
@@ -116,26 +117,6 @@ func (p slogPrinter) Printf(format string, v ...any) { p.log.Debug(fmt.Sprintf(f
 // Close stops listening to the notification server.
 func (n *Notifier) Close() error { return n.notes.Close() }
 
-// Signal handles one genuine signal from npllmd (see Watcher).
-func (n *Notifier) Signal(sig *godbus.Signal) {
-	switch strings.TrimPrefix(sig.Name, npbus.Interface+".") {
-	case "Alert":
-		if len(sig.Body) != 4 {
-			return
-		}
-		id, _ := sig.Body[0].(string)
-		sev, _ := sig.Body[1].(string)
-		kind, _ := sig.Body[2].(string)
-		details, _ := sig.Body[3].(map[string]godbus.Variant)
-		n.Raised(id, sev, kind, details)
-	case "AlertCleared":
-		if len(sig.Body) == 1 {
-			id, _ := sig.Body[0].(string)
-			n.Cleared(id)
-		}
-	}
-}
-
 // Escape makes text safe for notification bodies, which servers may parse
 // as markup: a process named "<b>hog" is shown as written.
 func Escape(s string) string {
@@ -159,8 +140,9 @@ func plain(s string) string {
 }
 
 // Raised shows or updates the notification of an alert.
-func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.Variant) {
-	t := targetOf(id, kind, details)
+func (n *Notifier) Raised(a api.Alert) {
+	id, severity, kind, details := a.ID, a.Severity, a.Kind, a.Details
+	t := targetOf(&a)
 	app := t.app(kind)
 	if n.mutes != nil && n.mutes.IsMuted(kind, app) {
 		n.log.Info("alert muted by the user", "alert", id, "kind", kind, "app", app)
@@ -168,7 +150,7 @@ func (n *Notifier) Raised(id, severity, kind string, details map[string]godbus.V
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.lastSeq = max(n.lastSeq, npbus.Uint(details["seq"]))
+	n.lastSeq = max(n.lastSeq, a.Seq)
 	n.remember(id)
 	now := n.now()
 	s := n.byAlert[id]
@@ -217,25 +199,25 @@ func (n *Notifier) remember(id string) {
 	n.seen[id] = true
 }
 
-func targetOf(id, kind string, d map[string]godbus.Variant) target {
-	t := target{alert: id, pid: uint32(npbus.Uint(d["pid"])), start: npbus.Uint(d["start_time"]), comm: npbus.String(d["comm"]), unit: npbus.String(d["unit"])}
-	if top, ok := d["top"].Value().([]map[string]godbus.Variant); ok && len(top) > 0 && t.pid == 0 {
-		t.pid, t.start, t.comm = uint32(npbus.Uint(top[0]["pid"])), npbus.Uint(top[0]["start_time"]), npbus.String(top[0]["comm"])
+func targetOf(a *api.Alert) target {
+	t := target{alert: a.ID, pid: a.PID, start: a.StartTime, comm: a.Comm, unit: a.Unit}
+	if top := a.Top(); len(top) > 0 && t.pid == 0 {
+		t.pid, t.start, t.comm = uint32(api.Uint(top[0]["pid"])), api.Uint(top[0]["start_time"]), api.String(top[0]["comm"])
 	}
 	return t
 }
 
 func urgencyOf(severity string) notify.Urgency {
 	switch severity {
-	case "critical":
+	case api.SeverityCritical:
 		return notify.UrgencyCritical
-	case "info":
+	case api.SeverityInfo:
 		return notify.UrgencyLow
 	}
 	return notify.UrgencyNormal
 }
 
-func texts(s *shown, severity, kind string, d map[string]godbus.Variant) (summary, body string) {
+func texts(s *shown, severity, kind string, d map[string]dbus.Variant) (summary, body string) {
 	comm := plain(s.target.comm)
 	if len(s.alerts) > 1 {
 		apps := uniq(s.apps)
@@ -248,24 +230,24 @@ func texts(s *shown, severity, kind string, d map[string]godbus.Variant) (summar
 		}
 		return fmt.Sprintf(burstKinds[kind], len(s.alerts)), strings.Join(apps, ", ") + more
 	}
-	body = Escape(npbus.String(d["summary"]))
+	body = Escape(api.String(d["summary"]))
 	switch kind {
-	case "oom.kill":
+	case api.KindOOMKill:
 		summary = "Out of memory: " + comm + " was killed"
-	case "process.crash":
+	case api.KindProcessCrash:
 		summary = comm + " crashed"
-	case "memory.pressure":
+	case api.KindMemoryPressure:
 		summary = "The system is short of memory"
-	case "memory.low":
+	case api.KindMemoryLow:
 		summary = "Memory is running out"
-	case "disk.full":
-		summary = "Disk almost full: " + plain(npbus.String(d["mount"]))
-	case "cpu.runaway":
+	case api.KindDiskFull:
+		summary = "Disk almost full: " + plain(api.String(d["mount"]))
+	case api.KindCPURunaway:
 		summary = comm + " keeps a CPU busy"
-	case "process.anomaly":
+	case api.KindAnomaly:
 		summary = comm + " uses far more memory than usual"
-	case "unit.failed":
-		summary = plain(npbus.String(d["unit"])) + " failed"
+	case api.KindUnitFailed:
+		summary = plain(api.String(d["unit"])) + " failed"
 	default:
 		summary = "npllm: " + kind
 	}
@@ -291,22 +273,22 @@ func actionsFor(kind string, s *shown) []notify.Action {
 	var acts []notify.Action
 	canAct := s.target.pid != 0 && len(s.alerts) == 1
 	switch kind {
-	case "memory.pressure", "memory.low":
+	case api.KindMemoryPressure, api.KindMemoryLow:
 		if canAct {
 			acts = append(acts, notify.Action{Key: "terminate", Label: "Terminate " + comm}, notify.Action{Key: "lower", Label: "Lower its priority"})
 		}
 		acts = append(acts, notify.Action{Key: "details", Label: "Details"})
-	case "cpu.runaway", "process.anomaly":
+	case api.KindCPURunaway, api.KindAnomaly:
 		if canAct {
 			acts = append(acts, notify.Action{Key: "terminate", Label: "Terminate " + comm}, notify.Action{Key: "lower", Label: "Lower its priority"})
 		}
 		acts = append(acts, notify.Action{Key: "mute", Label: "Don't warn about this app"})
-	case "oom.kill", "process.crash":
+	case api.KindOOMKill, api.KindProcessCrash:
 		acts = append(acts, notify.Action{Key: "details", Label: "Details"})
 		if len(uniq(s.apps)) == 1 {
 			acts = append(acts, notify.Action{Key: "mute", Label: "Don't warn about this app"})
 		}
-	case "unit.failed":
+	case api.KindUnitFailed:
 		acts = append(acts, notify.Action{Key: "restart", Label: "Restart unit"}, notify.Action{Key: "details", Label: "Details"})
 	default:
 		acts = append(acts, notify.Action{Key: "details", Label: "Details"})
@@ -318,11 +300,11 @@ func actionsFor(kind string, s *shown) []notify.Action {
 func (n *Notifier) send(s *shown) {
 	note := notify.Notification{
 		AppName: "npllm", ReplacesID: s.id, AppIcon: iconFor(s.urgency), Summary: s.summary, Body: s.body,
-		Actions: s.actions, Hints: map[string]godbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer,
+		Actions: s.actions, Hints: map[string]dbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer,
 	}
 	note.SetUrgency(s.urgency)
-	note.AddHint(notify.Hint{ID: "category", Variant: godbus.MakeVariant("x-npllm." + s.kind)})
-	note.AddHint(notify.Hint{ID: "desktop-entry", Variant: godbus.MakeVariant("org.npllm.Assistant")})
+	note.AddHint(notify.Hint{ID: "category", Variant: dbus.MakeVariant("x-npllm." + s.kind)})
+	note.AddHint(notify.Hint{ID: "desktop-entry", Variant: dbus.MakeVariant("org.npllm.Assistant")})
 	if s.urgency == notify.UrgencyCritical {
 		note.ExpireTimeout = notify.ExpireTimeoutNever
 	}
@@ -417,7 +399,7 @@ func (n *Notifier) onClosed(id uint32, reason notify.Reason) {
 	if muted {
 		n.inform(fmt.Sprintf("No more %s alerts about %s", s.kind, plain(app)),
 			fmt.Sprintf("You dismissed them %d times. To hear of them again: <i>npllmctl unmute %s %s</i>, or the tray menu.",
-				DismissalsToMute, Escape(s.kind), Escape(shellQuote(app))))
+				mutes.DismissalsToMute, Escape(s.kind), Escape(shellQuote(app))))
 	}
 }
 
@@ -436,9 +418,9 @@ func (n *Notifier) inform(summary, body string) {
 		body = unescape(strings.NewReplacer("<i>", "", "</i>", "").Replace(body))
 	}
 	note := notify.Notification{AppName: "npllm", AppIcon: "dialog-information", Summary: plain(summary), Body: body,
-		Hints: map[string]godbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer}
-	note.AddHint(notify.Hint{ID: "category", Variant: godbus.MakeVariant("x-npllm.result")})
-	note.AddHint(notify.Hint{ID: "desktop-entry", Variant: godbus.MakeVariant("org.npllm.Assistant")})
+		Hints: map[string]dbus.Variant{}, ExpireTimeout: notify.ExpireTimeoutSetByNotificationServer}
+	note.AddHint(notify.Hint{ID: "category", Variant: dbus.MakeVariant("x-npllm.result")})
+	note.AddHint(notify.Hint{ID: "desktop-entry", Variant: dbus.MakeVariant("org.npllm.Assistant")})
 	if _, err := n.notes.SendNotification(note); err != nil {
 		n.log.Warn("notification not shown", "err", err)
 	}
@@ -468,8 +450,9 @@ func (n *Notifier) onAction(id uint32, key string) {
 
 // AlertActions are the buttons for an active alert as ActiveAlerts lists
 // it (the tray's menu), keys and labels as on its notification.
-func AlertActions(kind string, details map[string]godbus.Variant) (target, []notify.Action) {
-	t := targetOf("", kind, details)
+func AlertActions(a *api.Alert) (target, []notify.Action) {
+	kind := a.Kind
+	t := targetOf(a)
 	s := &shown{kind: kind, alerts: []string{""}, apps: []string{t.comm}, target: t}
 	return t, actionsFor(kind, s)[1:] // without the "default" duplicate
 }
@@ -482,13 +465,13 @@ func (n *Notifier) act(key string, t target, kind string, apps []string) {
 	comm := plain(t.comm)
 	switch key {
 	case "terminate":
-		err := n.client.CallInteractive(ctx, "SignalProcess", t.pid, t.start, "TERM", npbus.Options(nil)).Err
+		err := n.client.SignalProcess(ctx, t.pid, t.start, "TERM", client.CallOptions{Interactive: true})
 		n.result(err, "Asked "+comm+" to quit", "Could not terminate "+comm)
 	case "lower":
-		err := n.client.CallInteractive(ctx, "SetProcessPriority", t.pid, t.start, int32(10), npbus.Options(nil)).Err
+		err := n.client.SetProcessPriority(ctx, t.pid, t.start, 10, client.CallOptions{Interactive: true})
 		n.result(err, "Lowered the priority of "+comm, "Could not lower the priority of "+comm)
 	case "restart":
-		err := n.client.CallInteractive(ctx, "ManageUnit", t.unit, "restart", npbus.Options(nil)).Err
+		_, err := n.client.ManageUnit(ctx, t.unit, "restart", client.CallOptions{Interactive: true})
 		n.result(err, "Restarting "+plain(t.unit), "Could not restart "+plain(t.unit))
 	case "mute":
 		app := t.app(kind)
@@ -501,12 +484,12 @@ func (n *Notifier) act(key string, t target, kind string, apps []string) {
 		}
 		n.inform("No more "+kind+" alerts about "+plain(app), fmt.Sprintf("To hear of them again: <i>npllmctl unmute %s %s</i>, or the tray menu.", Escape(kind), Escape(shellQuote(app))))
 	case "details":
-		a, err := n.client.Alert(ctx, t.alert)
+		a, err := n.client.GetAlert(ctx, t.alert)
 		if err != nil {
-			n.inform("No details", Escape(npbus.ErrorMessage(err)))
+			n.inform("No details", Escape(api.ErrorMessage(err)))
 			return
 		}
-		n.inform(npbus.String(a["summary"]), detailsBody(a))
+		n.inform(a.Summary, detailsBody(&a))
 	}
 }
 
@@ -515,20 +498,19 @@ func (n *Notifier) result(err error, ok, failed string) {
 		n.inform(ok, "")
 		return
 	}
-	reason := npbus.ErrorMessage(err)
-	switch npbus.ErrorName(err) {
-	case npbus.ErrNotAuthorized, npbus.ErrAccessDenied:
+	reason := api.ErrorMessage(err)
+	switch api.ErrorName(err) {
+	case api.ErrNotAuthorized, api.ErrAccessDenied:
 		reason = "Not allowed: " + reason
-	case npbus.ErrInteractiveAuthorizationRequired:
+	case api.ErrInteractiveAuthorizationRequired:
 		reason = "Authentication was needed and no polkit agent could ask: " + reason
 	}
 	n.inform(failed, Escape(reason))
 }
 
-func detailsBody(a map[string]godbus.Variant) string {
+func detailsBody(a *api.Alert) string {
 	var lines []string
-	for _, group := range []string{"details", "private"} {
-		m, _ := a[group].Value().(map[string]godbus.Variant)
+	for _, m := range []map[string]dbus.Variant{a.Details, a.Private} {
 		keys := make([]string, 0, len(m))
 		for k := range m {
 			if k != "summary" && k != "raised_ns" && k != "top" {
@@ -560,13 +542,11 @@ func (n *Notifier) CatchUp(ctx context.Context) {
 		return
 	}
 	for _, a := range st.ActiveAlerts {
-		id := npbus.String(a["id"])
 		n.mu.Lock()
-		known := n.seen[id]
+		known := n.seen[a.ID]
 		n.mu.Unlock()
 		if !known {
-			details, _ := a["details"].Value().(map[string]godbus.Variant)
-			n.Raised(id, npbus.String(a["severity"]), npbus.String(a["kind"]), details)
+			n.Raised(a)
 		}
 	}
 	n.mu.Lock()
@@ -575,18 +555,22 @@ func (n *Notifier) CatchUp(ctx context.Context) {
 	if after == 0 {
 		return // first start: history is not news
 	}
-	_, evs, err := n.client.Events(ctx, after, 200, map[string]any{"kind": []string{"oom.kill"}})
+	_, evs, err := n.client.GetEvents(ctx, after, 200, client.EventFilter{Kinds: []string{api.KindOOMKill}})
 	if err != nil {
 		return
 	}
 	for _, ev := range evs {
-		id := fmt.Sprintf("oom.kill/%d", npbus.Uint(ev["seq"]))
+		// The id the engine gave the alert this event raised.
+		id := fmt.Sprintf("%s/%d", api.KindOOMKill, ev.Seq)
 		n.mu.Lock()
 		known := n.seen[id]
 		n.mu.Unlock()
 		if !known {
-			ev["summary"] = godbus.MakeVariant(fmt.Sprintf("%s (pid %d) was killed for lack of memory", npbus.String(ev["comm"]), npbus.Uint(ev["pid"])))
-			n.Raised(id, "critical", "oom.kill", ev)
+			summary := fmt.Sprintf("%s (pid %d) was killed for lack of memory", ev.Comm, ev.PID)
+			details := ev.Encode()
+			details["summary"] = dbus.MakeVariant(summary)
+			n.Raised(api.Alert{ID: id, Severity: api.SeverityCritical, Kind: api.KindOOMKill, Summary: summary,
+				Seq: ev.Seq, PID: ev.PID, StartTime: ev.StartTime, Comm: ev.Comm, Details: details})
 		}
 	}
 }

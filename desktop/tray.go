@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"fyne.io/systray"
-	godbus "github.com/godbus/dbus/v5"
-
-	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/sensors"
+	"github.com/godbus/dbus/v5"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/desktop/mutes"
 )
 
 // Tray is the StatusNotifierItem: its icon shows npllmd's Health, its
@@ -27,10 +27,10 @@ import (
 // when a StatusNotifierWatcher exists on the session bus; without one
 // (stock GNOME) it stays quiet and notifications work alone.
 type Tray struct {
-	session  *godbus.Conn
-	client   *npbus.Client
+	session  *dbus.Conn
+	client   client.API
 	notifier *Notifier
-	mutes    *Mutes
+	mutes    *mutes.Set
 	log      *slog.Logger
 
 	mu      sync.Mutex
@@ -43,7 +43,7 @@ type Tray struct {
 const sniWatcher = "org.kde.StatusNotifierWatcher"
 
 // NewTray prepares the tray; Run starts it when a watcher appears.
-func NewTray(session *godbus.Conn, client *npbus.Client, notifier *Notifier, mutes *Mutes, log *slog.Logger) *Tray {
+func NewTray(session *dbus.Conn, client client.API, notifier *Notifier, mutes *mutes.Set, log *slog.Logger) *Tray {
 	return &Tray{session: session, client: client, notifier: notifier, mutes: mutes, log: log, refresh: make(chan struct{}, 1)}
 }
 
@@ -64,12 +64,12 @@ func (t *Tray) Changed() {
 
 // Run waits for a watcher, starts the item, and keeps it current.
 func (t *Tray) Run(ctx context.Context) {
-	if err := t.session.AddMatchSignal(godbus.WithMatchSender("org.freedesktop.DBus"), godbus.WithMatchMember("NameOwnerChanged"),
-		godbus.WithMatchArg(0, sniWatcher)); err != nil {
+	if err := t.session.AddMatchSignal(dbus.WithMatchSender("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged"),
+		dbus.WithMatchArg(0, sniWatcher)); err != nil {
 		t.log.Warn("tray: cannot watch for a StatusNotifierWatcher", "err", err)
 		return
 	}
-	ch := make(chan *godbus.Signal, 8)
+	ch := make(chan *dbus.Signal, 8)
 	t.session.Signal(ch)
 	defer t.session.RemoveSignal(ch)
 	for !t.watcherPresent() {
@@ -124,12 +124,12 @@ func (t *Tray) update(ctx context.Context) {
 		return
 	}
 	systray.SetIcon(Icon(st.Health))
-	systray.SetTooltip(fmt.Sprintf("npllm: %s — load %.2f, %s of memory available", st.Health, st.Load[0], sensors.HumanBytes(st.MemoryAvailable)))
+	systray.SetTooltip(fmt.Sprintf("npllm: %s — load %.2f, %s of memory available", st.Health, st.Load[0], api.HumanBytes(st.MemoryAvailable)))
 	// The menu is rebuilt only when what it lists changed: each rebuild
 	// abandons the old items' click goroutines.
 	sig := st.Health + "|" + strings.Join(t.mutes.List(), ",")
 	for _, a := range st.ActiveAlerts {
-		sig += "|" + npbus.String(a["id"]) + npbus.String(a["severity"]) + npbus.String(a["summary"])
+		sig += "|" + a.ID + a.Severity + a.Summary
 	}
 	t.mu.Lock()
 	same := sig == t.menuSig
@@ -147,11 +147,10 @@ func (t *Tray) update(ctx context.Context) {
 		none.Disable()
 	}
 	for _, a := range st.ActiveAlerts {
-		id, kind, summary := npbus.String(a["id"]), npbus.String(a["kind"]), plain(npbus.String(a["summary"]))
-		details, _ := a["details"].Value().(map[string]godbus.Variant)
+		id, kind, summary := a.ID, a.Kind, plain(a.Summary)
 		// Each alert is a submenu with the buttons its notification has.
-		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", npbus.String(a["severity"]), summary), "")
-		target, actions := AlertActions(kind, details)
+		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", a.Severity, summary), "")
+		target, actions := AlertActions(&a)
 		target.alert = id
 		for _, act := range actions {
 			sub := item.AddSubMenuItem(act.Label, "")
@@ -176,13 +175,13 @@ func (t *Tray) update(ctx context.Context) {
 	go t.onClick(status, func() {
 		st, err := t.client.Status(context.Background())
 		if err != nil {
-			t.notifier.inform("npllmd is not running", Escape(npbus.ErrorMessage(err)))
+			t.notifier.inform("npllmd is not running", Escape(api.ErrorMessage(err)))
 			return
 		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "load %.2f %.2f %.2f, CPU %.0f%%\nmemory %s available of %s\nswap %s free of %s",
-			st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, sensors.HumanBytes(st.MemoryAvailable), sensors.HumanBytes(st.MemoryTotal),
-			sensors.HumanBytes(st.SwapFree), sensors.HumanBytes(st.SwapTotal))
+			st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, api.HumanBytes(st.MemoryAvailable), api.HumanBytes(st.MemoryTotal),
+			api.HumanBytes(st.SwapFree), api.HumanBytes(st.SwapTotal))
 		t.notifier.inform("npllm: "+st.Health, Escape(b.String()))
 	})
 }
@@ -199,7 +198,7 @@ func (t *Tray) onClick(item *systray.MenuItem, f func()) {
 // amber or red (grey when unknown), as PNG.
 func Icon(health string) []byte {
 	c := map[string]color.RGBA{
-		"ok": {0x2e, 0xa0, 0x43, 0xff}, "warning": {0xe0, 0x9b, 0x12, 0xff}, "critical": {0xd0, 0x2b, 0x2b, 0xff},
+		api.HealthOK: {0x2e, 0xa0, 0x43, 0xff}, api.SeverityWarning: {0xe0, 0x9b, 0x12, 0xff}, api.SeverityCritical: {0xd0, 0x2b, 0x2b, 0xff},
 	}[health]
 	if c.A == 0 {
 		c = color.RGBA{0x80, 0x80, 0x80, 0xff}

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 
-	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // menuItem finds the id of the dbusmenu item labelled label in a layout
@@ -20,10 +20,10 @@ func menuItem(layout []any, label string) int32 {
 		return 0
 	}
 	id, _ := layout[0].(int32)
-	if props, ok := layout[1].(map[string]godbus.Variant); ok && props["label"].Value() == label {
+	if props, ok := layout[1].(map[string]dbus.Variant); ok && props["label"].Value() == label {
 		return id
 	}
-	children, _ := layout[2].([]godbus.Variant)
+	children, _ := layout[2].([]dbus.Variant)
 	for _, c := range children {
 		if sub, ok := c.Value().([]any); ok {
 			if found := menuItem(sub, label); found != 0 {
@@ -41,7 +41,7 @@ func TestTrayWaitsQuietlyForAWatcherThenShowsHealthAndAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sys.Close()
-	st, err := npbus.NewClient(sys).Status(context.Background())
+	st, err := client.NewClient(sys).Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +49,13 @@ func TestTrayWaitsQuietlyForAWatcherThenShowsHealthAndAlerts(t *testing.T) {
 	if strings.Contains(w.log(), "tray icon registered") || strings.Contains(w.log(), "systray") {
 		t.Fatalf("without a watcher the tray should stay quiet:\n%s", w.log())
 	}
-	conn, err := godbus.Connect(w.desk.SessionAddress)
+	conn, err := dbus.Connect(w.desk.SessionAddress)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	// The watcher is a fake (devbus.TrayWatcher says why).
-	tw, err := devbus.WatchTrayItems(conn)
+	// The watcher is a fake (testbus.TrayWatcher says why).
+	tw, err := testbus.WatchTrayItems(conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,10 +74,10 @@ func TestTrayWaitsQuietlyForAWatcherThenShowsHealthAndAlerts(t *testing.T) {
 		}
 		Title, Text string
 	}
-	var v godbus.Variant
+	var v dbus.Variant
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if err := item.Call("org.freedesktop.DBus.Properties.Get", 0, "org.kde.StatusNotifierItem", "ToolTip").Store(&v); err == nil {
-			if godbus.Store([]any{v.Value()}, &tooltip) == nil && strings.HasPrefix(tooltip.Title, "npllm: "+st.Health) {
+			if dbus.Store([]any{v.Value()}, &tooltip) == nil && strings.HasPrefix(tooltip.Title, "npllm: "+st.Health) {
 				break
 			}
 		}
@@ -101,7 +101,7 @@ func TestTrayWaitsQuietlyForAWatcherThenShowsHealthAndAlerts(t *testing.T) {
 	if err := menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{"label"}).Store(&rev, &layout); err != nil {
 		t.Fatal(err)
 	}
-	flat := strings.Join(strings.Fields(strings.ReplaceAll(godbus.MakeVariant(layout).String(), `"`, " ")), " ")
+	flat := strings.Join(strings.Fields(strings.ReplaceAll(dbus.MakeVariant(layout).String(), `"`, " ")), " ")
 	for _, want := range []string{"Health: " + st.Health, "Open status"} {
 		if !strings.Contains(flat, want) {
 			t.Errorf("menu lacks %q: %s", want, flat)
@@ -131,7 +131,7 @@ func TestTrayWaitsQuietlyForAWatcherThenShowsHealthAndAlerts(t *testing.T) {
 	if menuItem(layout, "Lower its priority") == 0 {
 		t.Errorf("no \"Lower its priority\" beside it: %v", layout)
 	}
-	if err := menu.Call("com.canonical.dbusmenu.Event", 0, terminate, "clicked", godbus.MakeVariant(""), uint32(0)).Err; err != nil {
+	if err := menu.Call("com.canonical.dbusmenu.Event", 0, terminate, "clicked", dbus.MakeVariant(""), uint32(0)).Err; err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // End to end under real systemd: the freshly built .deb is installed into a
@@ -150,7 +150,7 @@ func (c *container) stop() {
 // buildDeb runs "make deb" and returns the directory holding the package.
 func buildDeb(t *testing.T) string {
 	t.Helper()
-	root, err := devbus.RepoRoot()
+	root, err := testbus.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func buildDeb(t *testing.T) string {
 }
 
 func TestDebUnderRealSystemd(t *testing.T) {
-	devbus.Privileged(t)
+	testbus.Privileged(t)
 	pkgs := buildDeb(t)
 	t.Run("lintian", func(t *testing.T) {
 		if _, err := exec.LookPath("lintian"); err != nil {
@@ -229,6 +229,19 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		}
 		if out, _ := c.run("systemctl", "is-active", "npllmd"); strings.TrimSpace(out) != "active" {
 			t.Errorf("not activated by the call: %s", out)
+		}
+	})
+
+	t.Run("shell completions are installed", func(t *testing.T) {
+		for _, p := range []string{"/usr/share/bash-completion/completions/npllmctl", "/usr/share/zsh/vendor-completions/_npllmctl",
+			"/usr/share/fish/vendor_completions.d/npllmctl.fish"} {
+			if out, err := c.run("grep", "-c", "npllmctl", p); err != nil {
+				t.Errorf("%s: %v %s", p, err, out)
+			}
+		}
+		// What the bash script asks the binary for: the commands.
+		if out := c.must(t, "npllmctl", "__complete", "st"); !strings.Contains(out, "status") {
+			t.Errorf("completions for st: %s", out)
 		}
 	})
 
@@ -312,7 +325,7 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		for _, p := range []string{"/usr/libexec/npllmd", "/usr/bin/npllmctl", "/usr/bin/npllm-agent", "/var/lib/npllm", "/etc/npllm",
 			"/usr/lib/systemd/system/npllmd.service", "/usr/share/dbus-1/system.d/org.npllm.Assistant.conf",
 			"/usr/share/polkit-1/actions/org.npllm.Assistant.policy", "/etc/xdg/autostart/org.npllm.Agent.desktop",
-			"/etc/systemd/system/multi-user.target.wants/npllmd.service"} {
+			"/etc/systemd/system/multi-user.target.wants/npllmd.service", "/usr/share/bash-completion/completions/npllmctl"} {
 			if out, err := c.run("test", "-e", p); err == nil {
 				t.Errorf("%s is still there after purge %s", p, out)
 			}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // systemd-analyze scores the unit's sandbox; the goal is at most 2.5
@@ -16,7 +16,7 @@ func TestUnitExposureIsAtMost2Point5(t *testing.T) {
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
 		t.Fatal("systemd-analyze is not installed (package systemd)")
 	}
-	root, err := devbus.RepoRoot()
+	root, err := testbus.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 )
 
 // Result of an authorization check.
@@ -30,14 +30,14 @@ type Decision struct {
 
 // Authority asks org.freedesktop.PolicyKit1 on the bus npllmd is on.
 type Authority struct {
-	conn *godbus.Conn
+	conn *dbus.Conn
 	// Timeout bounds one check; an interactive one waits for the user.
 	Timeout            time.Duration
 	InteractiveTimeout time.Duration
 }
 
 // NewAuthority returns a client of polkitd on conn.
-func NewAuthority(conn *godbus.Conn) *Authority {
+func NewAuthority(conn *dbus.Conn) *Authority {
 	return &Authority{conn: conn, Timeout: 25 * time.Second, InteractiveTimeout: 5 * time.Minute}
 }
 
@@ -45,7 +45,7 @@ const allowUserInteraction = 0x1
 
 type subject struct {
 	Kind    string
-	Details map[string]godbus.Variant
+	Details map[string]dbus.Variant
 }
 
 type authResult struct {
@@ -74,7 +74,7 @@ func (a *Authority) Check(ctx context.Context, sender, action string, details ma
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	subj := subject{Kind: "system-bus-name", Details: map[string]godbus.Variant{"name": godbus.MakeVariant(sender)}}
+	subj := subject{Kind: "system-bus-name", Details: map[string]dbus.Variant{"name": dbus.MakeVariant(sender)}}
 	if details == nil {
 		details = map[string]string{}
 	}
@@ -83,7 +83,7 @@ func (a *Authority) Check(ctx context.Context, sender, action string, details ma
 	err := obj.CallWithContext(ctx, "org.freedesktop.PolicyKit1.Authority.CheckAuthorization", 0,
 		subj, action, details, flags, "").Store(&res)
 	if err != nil {
-		var derr godbus.Error
+		var derr dbus.Error
 		if errors.As(err, &derr) && derr.Name == "org.freedesktop.DBus.Error.ServiceUnknown" {
 			return Decision{Denied, "polkit is not running, so npllmd refuses privileged actions (install and start polkitd)"}
 		}

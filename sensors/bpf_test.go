@@ -14,8 +14,8 @@ import (
 )
 
 // requireRoot skips without root, except under NPLLM_REQUIRE_PRIVILEGED=1
-// (CI), where a skip would hide a missing test. (devbus.Privileged cannot
-// be used here: devbus imports this package.)
+// (CI), where a skip would hide a missing test. (testbus.Privileged cannot
+// be used here: testbus imports this package.)
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() == 0 {
@@ -179,8 +179,8 @@ func TestSignalProgramFiltersInTheKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Fields["signal"] != int32(9) || ev.Fields["code"] != int32(0) || ev.Fields["sender_pid"] != uint32(os.Getpid()) {
-		t.Errorf("event %+v", ev.Fields)
+	if s := ev.Signal; s == nil || s.Signal != 9 || s.Code != 0 || s.SenderPID != uint32(os.Getpid()) {
+		t.Errorf("event %+v signal %+v", ev, ev.Signal)
 	}
 	if rd.AvailableBytes() != 0 {
 		t.Errorf("%d more bytes in the ring: HUP or USR1 got through", rd.AvailableBytes())

@@ -3,24 +3,13 @@ package sensors
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/npllm/npllm/dbus/api"
 )
 
-// Event is one thing that happened, as journaled and served by GetEvents.
-// Fields hold D-Bus-ready values only: uint32, uint64, int32, int64,
-// string, bool, []string.
-type Event struct {
-	Seq    uint64 // assigned by the journal, strictly increasing across restarts
-	TimeNS uint64 // unix ns
-	Kind   string // "process.exec", "process.exit", …
-	PID    uint32 // the process it is about (0 if none), for filters
-	UID    uint32 // its owner, for filters and privacy
-	HasUID bool
-	Fields map[string]any
-}
-
-// Private fields of an event: withheld from callers that are neither root
-// nor the event's owner (command lines and paths can carry secrets).
-var PrivateFields = []string{"argv", "filename", "cmdline", "saddr", "daddr"}
+// Event is the typed record of the API (dbus/api), which sensors produce,
+// the journal stores and the alert engine reads.
+type Event = api.Event
 
 // Hub takes events from sensors without ever blocking them. It hands each
 // event straight to the sink (the journal's pending batch, which is the

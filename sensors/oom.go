@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/npllm/npllm/bpf"
+	"github.com/npllm/npllm/dbus/api"
 )
 
 // The "oom" sensor reports OOM kills as oom.kill events. Ladder: tp_btf →
@@ -57,13 +58,12 @@ func decodeOOMEvent(b []byte, cgroups *cgroupPaths) (Event, error) {
 	le := binary.LittleEndian
 	pid, uid := le.Uint32(b[oomPID:]), le.Uint32(b[oomUID:])
 	return Event{
-		Kind: "oom.kill", TimeNS: bootToUnixNS(le.Uint64(b[oomKtime:])), PID: pid, UID: uid, HasUID: true,
-		Fields: map[string]any{
-			"pid": pid, "uid": uid, "comm": cString(b[oomComm : oomComm+16]),
-			"start_time":    le.Uint64(b[oomStart:]) / nsPerTick,
-			"rss_bytes":     le.Uint64(b[oomRSS:]),
-			"oom_score_adj": int32(le.Uint32(b[oomScoreAdj:])),
-			"cgroup":        cgroups.path(le.Uint64(b[oomCgroup:])),
+		Kind: api.KindOOMKill, TimeNS: bootToUnixNS(le.Uint64(b[oomKtime:])), PID: pid, UID: uid, HasUID: true,
+		Comm: cString(b[oomComm : oomComm+16]), StartTime: le.Uint64(b[oomStart:]) / nsPerTick,
+		OOM: &api.OOMKill{
+			RSSBytes:    le.Uint64(b[oomRSS:]),
+			OOMScoreAdj: int32(le.Uint32(b[oomScoreAdj:])),
+			Cgroup:      cgroups.path(le.Uint64(b[oomCgroup:])),
 		},
 	}, nil
 }
@@ -208,11 +208,9 @@ func parseKmsgKill(msg string, memcg map[string]string) (Event, bool) {
 	cg := memcg[m[1]]
 	delete(memcg, m[1])
 	return Event{
-		Kind: "oom.kill", TimeNS: uint64(time.Now().UnixNano()), PID: pid, UID: uid, HasUID: true,
-		Fields: map[string]any{
-			"pid": pid, "uid": uid, "comm": m[2], "rss_bytes": kb(m[3]) + kb(m[4]) + kb(m[5]),
-			"oom_score_adj": int32(adj), "cgroup": cg,
-		},
+		Kind: api.KindOOMKill, TimeNS: uint64(time.Now().UnixNano()), PID: pid, UID: uid, HasUID: true,
+		Comm: m[2],
+		OOM:  &api.OOMKill{RSSBytes: kb(m[3]) + kb(m[4]) + kb(m[5]), OOMScoreAdj: int32(adj), Cgroup: cg},
 	}, true
 }
 

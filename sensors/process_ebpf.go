@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/npllm/npllm/bpf"
+	"github.com/npllm/npllm/dbus/api"
 )
 
 // The "process" sensor reports exec, fork and exit of whole processes. Its
@@ -52,26 +53,25 @@ func decodeProcEvent(b []byte) (Event, error) {
 	pid, uid := le.Uint32(b[offPID:]), le.Uint32(b[offUID:])
 	comm := cString(b[offComm : offComm+16])
 	start := le.Uint64(b[offStart:])
-	ev := Event{TimeNS: bootToUnixNS(le.Uint64(b[offKtime:])), PID: pid, UID: uid, HasUID: true}
+	ev := Event{TimeNS: bootToUnixNS(le.Uint64(b[offKtime:])), PID: pid, UID: uid, HasUID: true,
+		Comm: comm, StartTime: start / nsPerTick}
 	switch b[offType] {
 	case 1:
 		n := min(int(le.Uint32(b[offArgsLen:])), 256)
-		ev.Kind = "process.exec"
-		ev.Fields = map[string]any{
-			"pid": pid, "ppid": le.Uint32(b[offPPID:]), "uid": uid, "comm": comm,
-			"filename": cString(b[offFilename : offFilename+128]), "argv": splitArgs(b[offArgs : offArgs+n]),
-			"start_time": start / nsPerTick, "cgroup_id": le.Uint64(b[offCgroup:]),
-		}
+		ev.Kind = api.KindProcessExec
+		ev.PPID = le.Uint32(b[offPPID:])
+		ev.Filename = cString(b[offFilename : offFilename+128])
+		ev.Argv = splitArgs(b[offArgs : offArgs+n])
+		ev.CgroupID = le.Uint64(b[offCgroup:])
 	case 2:
-		ev.Kind = "process.fork"
-		ev.Fields = map[string]any{"pid": pid, "ppid": le.Uint32(b[offPPID:]), "uid": uid, "comm": comm, "start_time": start / nsPerTick}
+		ev.Kind = api.KindProcessFork
+		ev.PPID = le.Uint32(b[offPPID:])
 	case 3:
-		ev.Kind = "process.exit"
-		ev.Fields = map[string]any{
-			"pid": pid, "uid": uid, "comm": comm,
-			"exit_code": int32(le.Uint32(b[offExitCode:])), "signal": le.Uint32(b[offExitSignal:]),
-			"core_dumped": b[offCore] != 0, "cpu_ns": le.Uint64(b[offCPU:]), "max_rss_bytes": le.Uint64(b[offMaxRSS:]),
-			"runtime_ns": le.Uint64(b[offKtime:]) - start, "start_time": start / nsPerTick,
+		ev.Kind = api.KindProcessExit
+		ev.Exit = &api.ExitStatus{
+			ExitCode: int32(le.Uint32(b[offExitCode:])), Signal: le.Uint32(b[offExitSignal:]),
+			CoreDumped: b[offCore] != 0, CPUNS: le.Uint64(b[offCPU:]), MaxRSSBytes: le.Uint64(b[offMaxRSS:]),
+			RuntimeNS: le.Uint64(b[offKtime:]) - start,
 		}
 	default:
 		return Event{}, fmt.Errorf("unknown record type %d", b[offType])

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/npllm/npllm/dbus/api"
 )
 
 // procfsPoll is how often the procfs variant diffs /proc. Processes that
@@ -84,15 +86,13 @@ func (s *processProcfs) loop(known map[procKey]Identity) {
 			if b, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
 				argv = splitArgs(b[:min(len(b), MaxCmdline)])
 			}
-			s.publish(Event{Kind: "process.exec", PID: e.PID, UID: e.UID, HasUID: true, Fields: map[string]any{
-				"pid": e.PID, "ppid": e.PPID, "uid": e.UID, "comm": e.Comm, "filename": exe, "argv": argv, "start_time": e.StartTime,
-			}})
+			s.publish(Event{Kind: api.KindProcessExec, PID: e.PID, UID: e.UID, HasUID: true,
+				PPID: e.PPID, Comm: e.Comm, Filename: exe, Argv: argv, StartTime: e.StartTime})
 		}
 		for k, e := range known {
 			if _, ok := now[k]; !ok {
-				s.publish(Event{Kind: "process.exit", PID: e.PID, UID: e.UID, HasUID: true, Fields: map[string]any{
-					"pid": e.PID, "uid": e.UID, "comm": e.Comm, "start_time": e.StartTime,
-				}})
+				s.publish(Event{Kind: api.KindProcessExit, PID: e.PID, UID: e.UID, HasUID: true,
+					Comm: e.Comm, StartTime: e.StartTime})
 			}
 		}
 		known = now

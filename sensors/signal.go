@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/npllm/npllm/bpf"
+	"github.com/npllm/npllm/dbus/api"
 )
 
 // The "signal" sensor reports who sent KILL, TERM, SEGV, ABRT or BUS to
@@ -43,16 +44,15 @@ func decodeSignalEvent(b []byte) (Event, error) {
 	target, targetUID := le.Uint32(b[sigTargetPID:]), le.Uint32(b[sigTargetUID:])
 	// The event belongs to the target's owner (filters, privacy).
 	return Event{
-		Kind: "signal.sent", TimeNS: bootToUnixNS(le.Uint64(b[sigKtime:])), PID: target, UID: targetUID, HasUID: true,
-		Fields: map[string]any{
-			"sender_pid": le.Uint32(b[sigSenderPID:]), "sender_uid": le.Uint32(b[sigSenderUID:]),
-			"sender_comm": cString(b[sigSenderComm : sigSenderComm+16]),
-			"target_pid":  target, "target_uid": targetUID,
-			"target_comm":       cString(b[sigTargetComm : sigTargetComm+16]),
-			"target_start_time": le.Uint64(b[sigTargetStart:]) / nsPerTick,
-			"signal":            int32(le.Uint32(b[sigSignal:])),
-			"code":              int32(le.Uint32(b[sigCode:])),
-			"result":            int32(le.Uint32(b[sigResult:])),
+		Kind: api.KindSignalSent, TimeNS: bootToUnixNS(le.Uint64(b[sigKtime:])), PID: target, UID: targetUID, HasUID: true,
+		Comm:      cString(b[sigTargetComm : sigTargetComm+16]),
+		StartTime: le.Uint64(b[sigTargetStart:]) / nsPerTick,
+		Signal: &api.SignalSent{
+			SenderPID: le.Uint32(b[sigSenderPID:]), SenderUID: le.Uint32(b[sigSenderUID:]),
+			SenderComm: cString(b[sigSenderComm : sigSenderComm+16]),
+			Signal:     int32(le.Uint32(b[sigSignal:])),
+			Code:       int32(le.Uint32(b[sigCode:])),
+			Result:     int32(le.Uint32(b[sigResult:])),
 		},
 	}, nil
 }

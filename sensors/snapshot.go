@@ -1,5 +1,7 @@
 package sensors
 
+import "github.com/npllm/npllm/dbus/api"
+
 // Snapshot is the machine-wide state behind the daemon's properties, filled
 // each refresh by the running Samplers. Byte counts are exactly
 // /proc/meminfo's kB values × 1024.
@@ -19,9 +21,9 @@ type Snapshot struct {
 
 // Health levels.
 const (
-	HealthOK       = "ok"
-	HealthWarning  = "warning"
-	HealthCritical = "critical"
+	HealthOK       = api.HealthOK
+	HealthWarning  = api.SeverityWarning
+	HealthCritical = api.SeverityCritical
 )
 
 // Health judges the snapshot alone; active alerts may raise it further. The

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/npllm/npllm/dbus/api"
 )
 
 // The "units" sensor follows systemd over its D-Bus API and journals
@@ -92,7 +93,7 @@ func (s *unitsSensor) handle(ctx context.Context, u *sdbus.PropertiesUpdate) {
 			s.mu.Unlock()
 			if known && n > prev {
 				s.restarted.Add(1)
-				s.hub.Publish(Event{Kind: "unit.restarted", Fields: map[string]any{"unit": u.UnitName, "restarts": n}})
+				s.hub.Publish(Event{Kind: api.KindUnitRestarted, Unit: &api.UnitChange{Unit: u.UnitName, Restarts: n}})
 			}
 		}
 	}
@@ -108,23 +109,23 @@ func (s *unitsSensor) handle(ctx context.Context, u *sdbus.PropertiesUpdate) {
 	if state != "failed" || prev == "failed" {
 		return
 	}
-	fields := map[string]any{"unit": u.UnitName, "result": "", "exit_code": "", "exit_status": int32(0)}
+	uc := &api.UnitChange{Unit: u.UnitName}
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if svc, err := s.conn.GetUnitTypePropertiesContext(qctx, u.UnitName, "Service"); err == nil {
 		if r, ok := svc["Result"].(string); ok {
-			fields["result"] = r
+			uc.Result = r
 		}
 		// ExecMainCode is a CLD_* code: 1 exited, 2 killed, 3 dumped.
 		if c, ok := svc["ExecMainCode"].(int32); ok {
-			fields["exit_code"] = map[int32]string{1: "exited", 2: "killed", 3: "dumped"}[c]
+			uc.ExitCode = map[int32]string{1: "exited", 2: "killed", 3: "dumped"}[c]
 		}
 		if st, ok := svc["ExecMainStatus"].(int32); ok {
-			fields["exit_status"] = st
+			uc.ExitStatus = st
 		}
 	}
 	s.failed.Add(1)
-	s.hub.Publish(Event{Kind: "unit.failed", Fields: fields})
+	s.hub.Publish(Event{Kind: api.KindUnitFailed, Unit: uc})
 }
 
 func (s *unitsSensor) Counters() map[string]uint64 {

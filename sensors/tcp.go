@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/npllm/npllm/bpf"
+	"github.com/npllm/npllm/dbus/api"
 )
 
 // The "tcp" sensor reports TCP connections as tcp.connect, tcp.accept and
@@ -41,7 +42,7 @@ const (
 	tcpSaddr, tcpDaddr, tcpComm, tcpSize                   = 56, 72, 88, 104
 )
 
-var tcpKinds = map[byte]string{1: "tcp.connect", 2: "tcp.accept", 3: "tcp.close"}
+var tcpKinds = map[byte]string{1: api.KindTCPConnect, 2: api.KindTCPAccept, 3: api.KindTCPClose}
 
 func decodeTCPEvent(b []byte) (Event, error) {
 	if len(b) < tcpSize {
@@ -65,12 +66,13 @@ func decodeTCPEvent(b []byte) (Event, error) {
 	pid, uid := le.Uint32(b[tcpPID:]), le.Uint32(b[tcpUID:])
 	return Event{
 		Kind: kind, TimeNS: bootToUnixNS(le.Uint64(b[tcpKtime:])), PID: pid, UID: uid, HasUID: pid != 0,
-		Fields: map[string]any{
-			"pid": pid, "uid": uid, "comm": cString(b[tcpComm : tcpComm+16]), "family": family,
-			"saddr": addr(tcpSaddr), "sport": uint32(le.Uint16(b[tcpSport:])),
-			"daddr": addr(tcpDaddr), "dport": uint32(le.Uint16(b[tcpDport:])),
-			"rx_bytes": le.Uint64(b[tcpRx:]), "tx_bytes": le.Uint64(b[tcpTx:]),
-			"duration_ns": le.Uint64(b[tcpDuration:]), "retransmits": le.Uint32(b[tcpRetrans:]),
+		Comm: cString(b[tcpComm : tcpComm+16]),
+		TCP: &api.TCPConn{
+			Family: family,
+			Saddr:  addr(tcpSaddr), Sport: uint32(le.Uint16(b[tcpSport:])),
+			Daddr: addr(tcpDaddr), Dport: uint32(le.Uint16(b[tcpDport:])),
+			RxBytes: le.Uint64(b[tcpRx:]), TxBytes: le.Uint64(b[tcpTx:]),
+			DurationNS: le.Uint64(b[tcpDuration:]), Retransmits: le.Uint32(b[tcpRetrans:]),
 		},
 	}, nil
 }

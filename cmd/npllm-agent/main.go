@@ -14,10 +14,10 @@ import (
 	"os/signal"
 	"syscall"
 
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 	"github.com/mark3labs/mcp-go/server"
 
-	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/dbus/client"
 	"github.com/npllm/npllm/desktop"
 	"github.com/npllm/npllm/desktop/mcp"
 )
@@ -123,15 +123,23 @@ func runMCP(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	conn, err := godbus.ConnectSystemBus()
+	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
 		return fmt.Errorf("connect to the system bus: %w", err)
 	}
 	defer conn.Close()
-	bridge := mcp.New(npbus.NewClient(conn), mcp.Options{Version: version, ReadOnly: *readOnly, Interactive: !*noPrompt, Log: log})
-	watcher := desktop.NewWatcher(conn, log)
-	watcher.Signal = bridge.DaemonSignal
-	go watcher.Run(ctx)
+	npllmd := client.NewClient(conn)
+	npllmd.SetLog(log)
+	bridge := mcp.New(npllmd, mcp.Options{Version: version, ReadOnly: *readOnly, Interactive: !*noPrompt, Log: log})
+	notices, err := npllmd.Watch(ctx)
+	if err != nil {
+		return fmt.Errorf("follow npllmd's signals: %w", err)
+	}
+	go func() {
+		for n := range notices {
+			bridge.DaemonNotice(n)
+		}
+	}()
 
 	if *httpAddr == "" {
 		log.Info("serving MCP on stdio", "read_only", *readOnly)
@@ -172,7 +180,7 @@ func runAgent(args []string) error {
 	if err != nil {
 		return err
 	}
-	var extra func(*godbus.Signal)
+	var extra func(client.Notice)
 	if cfg.MCP.HTTP != "" {
 		// The long-running agent also serves MCP over HTTP when asked to.
 		if err := mcp.CheckLoopback(cfg.MCP.HTTP); err != nil {
@@ -187,7 +195,7 @@ func runAgent(args []string) error {
 			return err
 		}
 		bridge := mcp.New(agent.Client, mcp.Options{Version: version, ReadOnly: cfg.MCP.ReadOnly, Interactive: true, Log: log})
-		extra = bridge.DaemonSignal
+		extra = bridge.DaemonNotice
 		go func() {
 			if err := bridge.ServeHTTP(ctx, cfg.MCP.HTTP, token); err != nil {
 				log.Error("MCP over HTTP stopped", "err", err)

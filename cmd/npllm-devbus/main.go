@@ -1,7 +1,7 @@
 // Command npllm-devbus is the development harness behind "make run": when
 // the machine's system bus has no npllm policy installed, it starts a
 // private system-like bus with the repo's policy and a real polkitd
-// (package dbus/devbus), runs npllmd on it, shows npllmctl status, and
+// (package dbus/testbus), runs npllmd on it, shows npllmctl status, and
 // stays in the foreground until Ctrl-C, then cleans up everything it started.
 package main
 
@@ -15,7 +15,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 const installedPolicy = "/usr/share/dbus-1/system.d/org.npllm.Assistant.conf"
@@ -38,7 +38,7 @@ npllmctl at it.
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if *screenshot != "" {
-		if err := devbus.Screenshot(*bin, *screenshot); err != nil {
+		if err := testbus.Screenshot(*bin, *screenshot); err != nil {
 			log.Error("screenshot", "err", err)
 			os.Exit(1)
 		}
@@ -54,7 +54,7 @@ npllmctl at it.
 		}
 	}
 
-	bus, err := devbus.Start(devbus.Options{Polkit: os.Geteuid() == 0})
+	bus, err := testbus.Start(testbus.Options{Polkit: os.Geteuid() == 0})
 	if err != nil {
 		log.Error("start private bus", "err", err)
 		os.Exit(1)
@@ -93,7 +93,7 @@ Press Ctrl-C to stop npllmd and the bus.
 	}
 }
 
-func waitCh(d *devbus.Daemon) <-chan struct{} {
+func waitCh(d *testbus.Daemon) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
 		for {

@@ -1,5 +1,5 @@
-// Command npllmctl is the command-line client of npllmd; the commands live
-// in package dbus/ctl.
+// Command npllmctl is the command-line client of npllmd (spf13/cobra; one
+// file per group of commands, over dbus/client).
 package main
 
 import (
@@ -8,15 +8,14 @@ import (
 	"fmt"
 	"os"
 
-	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/dbus/ctl"
+	"github.com/npllm/npllm/dbus/client"
 )
 
 func main() {
-	env := &ctl.Env{Out: os.Stdout, Connect: npbus.Connect}
-	if err := ctl.Run(context.Background(), env, os.Args[1:]); err != nil {
+	env := &Env{Out: os.Stdout, Connect: client.Connect}
+	if err := Run(context.Background(), env, os.Args[1:]); err != nil {
 		fmt.Fprintf(os.Stderr, "npllmctl: %v\n", err)
-		var ee *ctl.ExitError
+		var ee *ExitError
 		if errors.As(err, &ee) {
 			os.Exit(ee.Code)
 		}

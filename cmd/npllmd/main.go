@@ -17,10 +17,11 @@ import (
 	"syscall"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/actions"
-	"github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/server"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
 	"github.com/npllm/npllm/sensors/alerts"
@@ -125,7 +126,7 @@ func run(log *slog.Logger, o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	conn, err := godbus.ConnectSystemBus()
+	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
 		return fmt.Errorf("connect to the system bus: %w", err)
 	}
@@ -165,7 +166,7 @@ func run(log *slog.Logger, o options) error {
 
 	units := &actions.Units{}
 	defer units.Close()
-	srv, err := dbus.NewServer(conn, dbus.ServerConfig{
+	srv, err := server.NewServer(conn, server.ServerConfig{
 		Version: version, Refresh: o.refresh, Sensors: mgr, Log: log,
 		Authority: polkit.NewAuthority(conn), Units: units, Journal: jrnl, Hub: hub,
 		Alerts: engine, Baselines: baselines,
@@ -178,8 +179,8 @@ func run(log *slog.Logger, o options) error {
 	if err := srv.RequestName(); err != nil {
 		return err
 	}
-	log.Info("npllmd ready", "version", version, "bus_name", dbus.BusName, "unique_name", conn.Names()[0])
-	systemd.Ready(fmt.Sprintf("serving %s; journal at seq %d", dbus.BusName, jrnl.LastSeq()))
+	log.Info("npllmd ready", "version", version, "bus_name", api.BusName, "unique_name", conn.Names()[0])
+	systemd.Ready(fmt.Sprintf("serving %s; journal at seq %d", api.BusName, jrnl.LastSeq()))
 
 	// The watchdog is fed only while a call to ourselves crosses the bus,
 	// the refresh loop ticks and the journal commits.
@@ -190,7 +191,7 @@ func run(log *slog.Logger, o options) error {
 		if stalled := time.Since(time.Unix(0, lastBeat.Load())); stalled > 3*o.refresh+5*time.Second {
 			return fmt.Errorf("refresh loop stalled for %s", stalled.Round(time.Second))
 		}
-		if err := conn.Object(dbus.BusName, dbus.ObjectPath).CallWithContext(ctx, "org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
+		if err := conn.Object(api.BusName, api.ObjectPath).CallWithContext(ctx, "org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
 			return fmt.Errorf("bus loop: %w", err)
 		}
 		// A refusing disk degrades the status, not the watchdog: events
@@ -199,7 +200,7 @@ func run(log *slog.Logger, o options) error {
 			systemd.Status("degraded: " + reason)
 			degraded = true
 		} else if degraded {
-			systemd.Status(fmt.Sprintf("serving %s", dbus.BusName))
+			systemd.Status(fmt.Sprintf("serving %s", api.BusName))
 			degraded = false
 		}
 		return jrnl.Healthy()

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
+	mcpclient "github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 
-	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // BenchmarkSystemStatusOverStdioVsGetAll interleaves the system_status tool
@@ -19,16 +19,16 @@ import (
 // with a direct Properties.GetAll on npllmd (goal: p50 ≤ 2× GetAll + 1 ms).
 // system_status also lists the top processes, a second D-Bus call.
 func BenchmarkSystemStatusOverStdioVsGetAll(b *testing.B) {
-	devbus.Privileged(b)
-	bus := devbus.ForTest(b)
+	testbus.Privileged(b)
+	bus := testbus.ForTest(b)
 	bus.DaemonForTest(b, bin("npllmd"))
 	conn, err := bus.Connect()
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	obj := conn.Object(npbus.BusName, npbus.ObjectPath)
-	c, err := client.NewStdioMCPClient(bin("npllm-agent"), append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Address), "mcp", "--log-level=warn")
+	obj := conn.Object(api.BusName, api.ObjectPath)
+	c, err := mcpclient.NewStdioMCPClient(bin("npllm-agent"), append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Address), "mcp", "--log-level=warn")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func BenchmarkSystemStatusOverStdioVsGetAll(b *testing.B) {
 				b.Fatalf("system_status: %v %+v", err, res)
 			}
 			t1 := time.Now()
-			if err := obj.Call("org.freedesktop.DBus.Properties.GetAll", 0, npbus.Interface).Err; err != nil {
+			if err := obj.Call("org.freedesktop.DBus.Properties.GetAll", 0, api.Interface).Err; err != nil {
 				b.Fatal(err)
 			}
 			t2 := time.Now()

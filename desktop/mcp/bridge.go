@@ -13,11 +13,9 @@ import (
 	"sync"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
-
-	npbus "github.com/npllm/npllm/dbus"
+	"github.com/npllm/npllm/dbus/client"
 )
 
 // Options configure a bridge.
@@ -34,7 +32,7 @@ type Options struct {
 
 // Bridge is an MCP server over one D-Bus client.
 type Bridge struct {
-	client *npbus.Client
+	client client.API
 	opts   Options
 	log    *slog.Logger
 	srv    *server.MCPServer
@@ -46,7 +44,7 @@ type Bridge struct {
 }
 
 // New builds the MCP server: tools, resources, prompts.
-func New(client *npbus.Client, opts Options) *Bridge {
+func New(client client.API, opts Options) *Bridge {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
@@ -105,14 +103,13 @@ func (b *Bridge) subscribe(ctx context.Context, uri string, on bool) {
 	}
 }
 
-// DaemonSignal tells subscribed clients that a resource changed; the agent
-// calls it with each genuine signal from npllmd (desktop.Watcher).
-func (b *Bridge) DaemonSignal(sig *godbus.Signal) {
-	name := strings.TrimPrefix(sig.Name, npbus.Interface+".")
-	if name != "Alert" && name != "AlertCleared" {
-		return
+// DaemonNotice tells subscribed clients that a resource changed; it is
+// called with each notice from npllmd (client.Watch).
+func (b *Bridge) DaemonNotice(n client.Notice) {
+	switch n.(type) {
+	case client.AlertRaised, client.AlertCleared:
+		b.notifyUpdated(uriAlerts, uriStatus)
 	}
-	b.notifyUpdated(uriAlerts, uriStatus)
 }
 
 func (b *Bridge) notifyUpdated(uris ...string) {

@@ -5,16 +5,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mark3labs/mcp-go/client"
+	mcpclient "github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/npllm/npllm/dbus/client"
 
-	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/dbus/testbus"
 	bridge "github.com/npllm/npllm/desktop/mcp"
 )
 
 // inProcess connects mcp-go's own client to a bridge over a real daemon.
-func inProcess(t *testing.T, opts bridge.Options) *client.Client {
+func inProcess(t *testing.T, opts bridge.Options) *mcpclient.Client {
 	t.Helper()
 	b := startDaemon(t)
 	conn, err := b.Connect()
@@ -22,8 +22,8 @@ func inProcess(t *testing.T, opts bridge.Options) *client.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	br := bridge.New(npbus.NewClient(conn), opts)
-	c, err := client.NewInProcessClient(br.Server())
+	br := bridge.New(client.NewClient(conn), opts)
+	c, err := mcpclient.NewInProcessClient(br.Server())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func inProcess(t *testing.T, opts bridge.Options) *client.Client {
 	return c
 }
 
-func call(t *testing.T, c *client.Client, name string, args map[string]any) *mcp.CallToolResult {
+func call(t *testing.T, c *mcpclient.Client, name string, args map[string]any) *mcp.CallToolResult {
 	t.Helper()
 	req := mcp.CallToolRequest{}
 	req.Params.Name = name
@@ -66,7 +66,7 @@ func text(res *mcp.CallToolResult) string {
 // Bad arguments are tool errors that name the problem; nothing crashes and
 // the bridge keeps answering.
 func TestBadArgumentsAreToolErrorsWithClearText(t *testing.T) {
-	devbus.Privileged(t)
+	testbus.Privileged(t)
 	c := inProcess(t, bridge.Options{Version: "test"})
 	cases := []struct {
 		tool string
@@ -119,7 +119,7 @@ func TestBadArgumentsAreToolErrorsWithClearText(t *testing.T) {
 }
 
 func TestUnitStatusWithoutSystemdSaysSo(t *testing.T) {
-	devbus.Privileged(t)
+	testbus.Privileged(t)
 	c := inProcess(t, bridge.Options{Version: "test"})
 	res := call(t, c, "unit_status", map[string]any{"unit": "cups.service"})
 	if !res.IsError || !strings.Contains(text(res), "not supported on this machine") {

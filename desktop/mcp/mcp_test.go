@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/dbus/devbus"
+	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // These tests drive the real npllm-agent binary with the official MCP
@@ -26,14 +26,14 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	devbus.RunWithBinaries(m, &binDir, "./cmd/npllmd", "./cmd/npllm-agent")
+	testbus.RunWithBinaries(m, &binDir, "./cmd/npllmd", "./cmd/npllm-agent")
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }
 
-func startDaemon(t *testing.T) *devbus.Bus {
+func startDaemon(t *testing.T) *testbus.Bus {
 	t.Helper()
-	b := devbus.ForTest(t)
+	b := testbus.ForTest(t)
 	b.DaemonForTest(t, bin("npllmd"))
 	return b
 }
@@ -149,7 +149,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func stdioPlan(b *devbus.Bus, args []string, steps []step) map[string]any {
+func stdioPlan(b *testbus.Bus, args []string, steps []step) map[string]any {
 	return map[string]any{
 		"transport": "stdio", "command": args[0], "args": args[1:],
 		"env":   map[string]string{"DBUS_SYSTEM_BUS_ADDRESS": b.Address, "PATH": os.Getenv("PATH")},
@@ -200,7 +200,7 @@ func tools(t *testing.T, r stepResult) map[string]listedTool {
 }
 
 func TestSDKClientOverStdioSeesToolsStatusAndEvents(t *testing.T) {
-	devbus.Privileged(t)
+	testbus.Privileged(t)
 	b := startDaemon(t)
 	var pids []int
 	for range 5 {
@@ -284,7 +284,7 @@ func TestSDKClientOverStdioSeesToolsStatusAndEvents(t *testing.T) {
 }
 
 func TestReadOnlyBridgeOffersNoWriteTool(t *testing.T) {
-	devbus.Privileged(t)
+	testbus.Privileged(t)
 	b := startDaemon(t)
 	res := runNode(t, stdioPlan(b, []string{bin("npllm-agent"), "mcp", "--read-only"}, []step{{Op: "listTools"}}), nil)
 	listed := tools(t, res[0])
@@ -299,9 +299,9 @@ func TestReadOnlyBridgeOffersNoWriteTool(t *testing.T) {
 }
 
 func TestUserCannotSignalRootsProcessThroughTheBridge(t *testing.T) {
-	devbus.Privileged(t)
+	testbus.Privileged(t)
 	b := startDaemon(t)
-	alice, err := devbus.EnsureUser("npllm-alice")
+	alice, err := testbus.EnsureUser("npllm-alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,11 +315,11 @@ func TestUserCannotSignalRootsProcessThroughTheBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	info, err := npbus.NewClient(conn).Process(context.Background(), uint32(victim.Process.Pid))
+	info, err := client.NewClient(conn).GetProcess(context.Background(), uint32(victim.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := info["start_time"].Value().(uint64)
+	start := info.StartTime
 	// The SDK client spawns the bridge as alice.
 	asAlice := []string{"setpriv", "--reuid=" + strconv.Itoa(int(alice.UID)), "--regid=" + strconv.Itoa(int(alice.GID)), "--clear-groups", "--",
 		bin("npllm-agent"), "mcp"}
@@ -349,7 +349,7 @@ func freePort(t *testing.T) string {
 }
 
 func TestHTTPNeedsTheTokenRefusesForeignOriginsAndBindsOnlyLoopback(t *testing.T) {
-	devbus.Privileged(t)
+	testbus.Privileged(t)
 	b := startDaemon(t)
 	runtime := t.TempDir()
 	addr := freePort(t)
@@ -407,7 +407,7 @@ func TestHTTPNeedsTheTokenRefusesForeignOriginsAndBindsOnlyLoopback(t *testing.T
 }
 
 func TestResourceSubscriptionHearsAnAlert(t *testing.T) {
-	devbus.Privileged(t)
+	testbus.Privileged(t)
 	b := startDaemon(t)
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "npllm-test-mcp", dir).CombinedOutput(); err != nil {

@@ -6,8 +6,7 @@ import (
 	"strconv"
 
 	"github.com/mark3labs/mcp-go/mcp"
-
-	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/dbus/api"
 )
 
 // Prompts give a model a plan: which tools to call, in which order, and
@@ -53,8 +52,8 @@ func (b *Bridge) plan(ctx context.Context, goal, steps string) (*mcp.GetPromptRe
 	status := "(the status could not be read)"
 	if st, err := b.status(ctx); err == nil {
 		status = fmt.Sprintf("health %s; load %.2f %.2f %.2f; CPU %.0f%%; memory %s available of %s; swap %s free of %s",
-			st.Health, st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, sensors.HumanBytes(st.MemoryAvailableBytes), sensors.HumanBytes(st.MemoryTotalBytes),
-			sensors.HumanBytes(st.SwapFreeBytes), sensors.HumanBytes(st.SwapTotalBytes))
+			st.Health, st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, api.HumanBytes(st.MemoryAvailableBytes), api.HumanBytes(st.MemoryTotalBytes),
+			api.HumanBytes(st.SwapFreeBytes), api.HumanBytes(st.SwapTotalBytes))
 		for _, k := range sortedKeys(st.Pressure) {
 			status += fmt.Sprintf("; %s pressure %.1f%%", k, st.Pressure[k].Avg10)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/npllm/npllm/dbus/client"
 )
 
 const (
@@ -38,7 +39,7 @@ func (b *Bridge) addResources() {
 		mcp.WithResourceDescription("The last 20 journal events with their seq."),
 		mcp.WithMIMEType("application/json")),
 		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-			evs, last, err := b.lastEvents(ctx, map[string]any{}, defaultEvents)
+			evs, last, err := b.lastEvents(ctx, client.EventFilter{}, defaultEvents)
 			if err != nil {
 				return nil, err
 			}

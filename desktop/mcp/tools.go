@@ -11,11 +11,10 @@ import (
 	"strings"
 	"time"
 
-	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5"
 	"github.com/mark3labs/mcp-go/mcp"
-
-	npbus "github.com/npllm/npllm/dbus"
-	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/client"
 )
 
 // Output caps keep answers small enough for small local models.
@@ -178,7 +177,7 @@ func (b *Bridge) status(ctx context.Context) (SystemStatus, error) {
 		out.Pressure[k] = PSI{v[0], v[1], v[2]}
 	}
 	for _, a := range st.ActiveAlerts {
-		out.ActiveAlerts = append(out.ActiveAlerts, AlertSummary{ID: npbus.String(a["id"]), Severity: npbus.String(a["severity"]), Kind: npbus.String(a["kind"]), Summary: npbus.String(a["summary"])})
+		out.ActiveAlerts = append(out.ActiveAlerts, AlertSummary{ID: a.ID, Severity: a.Severity, Kind: a.Kind, Summary: a.Summary})
 	}
 	top, err := b.topProcesses(ctx)
 	if err != nil {
@@ -199,7 +198,7 @@ func (b *Bridge) topProcesses(ctx context.Context) ([]ProcessSummary, error) {
 		return top, nil
 	}
 	b.mu.Unlock()
-	procs, err := b.client.Processes(ctx, map[string]any{"sort_by": "cpu", "limit": uint32(topProcesses)})
+	procs, err := b.client.ListProcesses(ctx, client.ProcessQuery{SortBy: "cpu", Limit: topProcesses})
 	if err != nil {
 		return nil, err
 	}
@@ -219,8 +218,8 @@ func (b *Bridge) systemStatus(ctx context.Context, _ mcp.CallToolRequest) (*mcp.
 		return daemonError("read the system status", err), nil
 	}
 	text := fmt.Sprintf("Health %s. Load %.2f %.2f %.2f, CPU %.0f%%. Memory: %s available of %s. Swap: %s free of %s.",
-		st.Health, st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, sensors.HumanBytes(st.MemoryAvailableBytes), sensors.HumanBytes(st.MemoryTotalBytes),
-		sensors.HumanBytes(st.SwapFreeBytes), sensors.HumanBytes(st.SwapTotalBytes))
+		st.Health, st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, api.HumanBytes(st.MemoryAvailableBytes), api.HumanBytes(st.MemoryTotalBytes),
+		api.HumanBytes(st.SwapFreeBytes), api.HumanBytes(st.SwapTotalBytes))
 	if m, ok := st.Pressure["memory"]; ok && m.Avg10 > 0 {
 		text += fmt.Sprintf(" Memory pressure %.1f%%.", m.Avg10)
 	}
@@ -246,15 +245,15 @@ func (b *Bridge) listProcesses(ctx context.Context, req mcp.CallToolRequest) (*m
 	if errRes != nil {
 		return errRes, nil
 	}
-	opts := map[string]any{"sort_by": sortBy, "limit": uint32(limit)}
+	q := client.ProcessQuery{SortBy: sortBy, Limit: uint32(limit)}
 	if u := req.GetString("user", ""); u != "" {
 		uid, err := lookupUID(u)
 		if err != nil {
 			return mcp.NewToolResultError(err.Error()), nil
 		}
-		opts["uid"] = uid
+		q.UID = &uid
 	}
-	procs, err := b.client.Processes(ctx, opts)
+	procs, err := b.client.ListProcesses(ctx, q)
 	if err != nil {
 		return daemonError("list processes", err), nil
 	}
@@ -263,7 +262,7 @@ func (b *Bridge) listProcesses(ctx context.Context, req mcp.CallToolRequest) (*m
 	for _, p := range procs {
 		s := processSummary(p)
 		out.Processes = append(out.Processes, s)
-		lines = append(lines, fmt.Sprintf("%d %s (%s) cpu %.0f%% rss %s", s.PID, s.Comm, s.User, s.CPUPercent, sensors.HumanBytes(s.RSSBytes)))
+		lines = append(lines, fmt.Sprintf("%d %s (%s) cpu %.0f%% rss %s", s.PID, s.Comm, s.User, s.CPUPercent, api.HumanBytes(s.RSSBytes)))
 	}
 	return mcp.NewToolResultStructured(out, strings.Join(lines, "\n")), nil
 }
@@ -273,21 +272,22 @@ func (b *Bridge) processDetails(ctx context.Context, req mcp.CallToolRequest) (*
 	if errRes != nil {
 		return errRes, nil
 	}
-	info, err := b.client.Process(ctx, uint32(pid))
+	info, err := b.client.GetProcess(ctx, uint32(pid))
 	if err != nil {
 		return daemonError(fmt.Sprintf("read process %d", pid), err), nil
 	}
-	out := ProcessDetails{Process: plainMap(info), RecentEvents: []map[string]any{}}
+	out := ProcessDetails{Process: plainMap(info.Encode()), RecentEvents: []map[string]any{}}
 	if bl, ok := out.Process["baseline"].(map[string]any); ok {
 		out.Baseline = bl
 		delete(out.Process, "baseline")
 	}
-	evs, _, err := b.lastEvents(ctx, map[string]any{"pid": uint32(pid)}, 10)
+	p32 := uint32(pid)
+	evs, _, err := b.lastEvents(ctx, client.EventFilter{PID: &p32}, 10)
 	if err == nil {
 		out.RecentEvents = evs
 	}
-	text := fmt.Sprintf("pid %d %v (%v), state %v, cpu %.0f%%, rss %s, start_time %v", pid, out.Process["comm"], out.Process["user"],
-		out.Process["state"], out.Process["cpu_percent"], sensors.HumanBytes(npbus.Uint(out.Process["rss_bytes"])), out.Process["start_time"])
+	text := fmt.Sprintf("pid %d %s (%s), state %s, cpu %.0f%%, rss %s, start_time %d", pid, info.Comm, info.User,
+		info.State, info.CPUPercent, api.HumanBytes(info.RSSBytes), info.StartTime)
 	return mcp.NewToolResultStructured(out, text), nil
 }
 
@@ -296,7 +296,7 @@ func (b *Bridge) recentEvents(ctx context.Context, req mcp.CallToolRequest) (*mc
 	if errRes != nil {
 		return errRes, nil
 	}
-	filter := map[string]any{}
+	var filter client.EventFilter
 	if k := req.GetString("kind", ""); k != "" {
 		var kinds []string
 		for _, s := range strings.Split(k, ",") {
@@ -304,7 +304,7 @@ func (b *Bridge) recentEvents(ctx context.Context, req mcp.CallToolRequest) (*mc
 				kinds = append(kinds, s)
 			}
 		}
-		filter["kind"] = kinds
+		filter.Kinds = kinds
 	}
 	var page EventPage
 	if _, has := req.GetArguments()["after_seq"]; has {
@@ -312,11 +312,11 @@ func (b *Bridge) recentEvents(ctx context.Context, req mcp.CallToolRequest) (*mc
 		if errRes != nil {
 			return errRes, nil
 		}
-		last, evs, err := b.client.Events(ctx, uint64(after), uint32(limit), filter)
+		last, evs, err := b.client.GetEvents(ctx, uint64(after), uint32(limit), filter)
 		if err != nil {
 			return daemonError("read events", err), nil
 		}
-		page = EventPage{Events: plainList(evs), LastSeq: last}
+		page = EventPage{Events: eventMaps(evs), LastSeq: last}
 	} else {
 		evs, last, err := b.lastEvents(ctx, filter, limit)
 		if err != nil {
@@ -336,8 +336,8 @@ func (b *Bridge) recentEvents(ctx context.Context, req mcp.CallToolRequest) (*mc
 
 // lastEvents returns the newest n events matching filter, oldest first,
 // and the journal's newest seq.
-func (b *Bridge) lastEvents(ctx context.Context, filter map[string]any, n int) ([]map[string]any, uint64, error) {
-	newest, _, err := b.client.Events(ctx, math.MaxUint64-1, 1, nil)
+func (b *Bridge) lastEvents(ctx context.Context, filter client.EventFilter, n int) ([]map[string]any, uint64, error) {
+	newest, err := b.client.NewestSeq(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -349,11 +349,11 @@ func (b *Bridge) lastEvents(ctx context.Context, filter map[string]any, n int) (
 		}
 		found = found[:0]
 		for seq := start; seq < newest; {
-			last, evs, err := b.client.Events(ctx, seq, 1000, filter)
+			last, evs, err := b.client.GetEvents(ctx, seq, 1000, filter)
 			if err != nil {
 				return nil, 0, err
 			}
-			found = append(found, plainList(evs)...)
+			found = append(found, eventMaps(evs)...)
 			if len(evs) == 0 || last <= seq {
 				break
 			}
@@ -377,19 +377,19 @@ func (b *Bridge) unitStatus(ctx context.Context, req mcp.CallToolRequest) (*mcp.
 	if err != nil || unit == "" {
 		return mcp.NewToolResultError(`unit is required: a full unit name such as "cups.service"`), nil
 	}
-	st, err := b.client.Unit(ctx, unit)
+	st, err := b.client.GetUnit(ctx, unit)
 	if err != nil {
 		return daemonError("read unit "+unit, err), nil
 	}
-	out := UnitReport{Unit: plainMap(st), RecentFailures: []map[string]any{}}
-	if evs, _, err := b.lastEvents(ctx, map[string]any{"kind": []string{"unit.failed"}}, maxEvents); err == nil {
+	out := UnitReport{Unit: plainMap(st.Encode()), RecentFailures: []map[string]any{}}
+	if evs, _, err := b.lastEvents(ctx, client.EventFilter{Kinds: []string{api.KindUnitFailed}}, maxEvents); err == nil {
 		for _, ev := range evs {
 			if ev["unit"] == unit {
 				out.RecentFailures = append(out.RecentFailures, ev)
 			}
 		}
 	}
-	text := fmt.Sprintf("%s: %v (%v), %d recent failures", unit, out.Unit["active_state"], out.Unit["sub_state"], len(out.RecentFailures))
+	text := fmt.Sprintf("%s: %s (%s), %d recent failures", unit, st.ActiveState, st.SubState, len(out.RecentFailures))
 	return mcp.NewToolResultStructured(out, text), nil
 }
 
@@ -406,7 +406,7 @@ func (b *Bridge) signalProcess(ctx context.Context, req mcp.CallToolRequest) (*m
 	if err != nil {
 		return mcp.NewToolResultError("signal is required: TERM, KILL, INT, HUP, STOP or CONT"), nil
 	}
-	if err := b.act(ctx, "SignalProcess", uint32(pid), uint64(start), sig, b.actOptions()); err != nil {
+	if err := b.client.SignalProcess(ctx, uint32(pid), uint64(start), sig, b.callOptions()); err != nil {
 		return refused(fmt.Sprintf("send %s to pid %d", sig, pid), err), nil
 	}
 	return mcp.NewToolResultStructured(ActionResult{Done: true, Message: fmt.Sprintf("sent %s to pid %d", sig, pid)}, fmt.Sprintf("Sent %s to pid %d.", sig, pid)), nil
@@ -428,7 +428,7 @@ func (b *Bridge) setPriority(ctx context.Context, req mcp.CallToolRequest) (*mcp
 	if nice == math.MinInt32 {
 		return mcp.NewToolResultError("nice is required: -20 (highest priority) to 19 (lowest)"), nil
 	}
-	if err := b.act(ctx, "SetProcessPriority", uint32(pid), uint64(start), int32(nice), b.actOptions()); err != nil {
+	if err := b.client.SetProcessPriority(ctx, uint32(pid), uint64(start), int32(nice), b.callOptions()); err != nil {
 		return refused(fmt.Sprintf("set the nice value of pid %d to %d", pid, nice), err), nil
 	}
 	msg := fmt.Sprintf("set the nice value of pid %d to %d", pid, nice)
@@ -444,61 +444,50 @@ func (b *Bridge) manageUnit(ctx context.Context, req mcp.CallToolRequest) (*mcp.
 	if err != nil {
 		return mcp.NewToolResultError("verb is required: start, stop, restart or reload"), nil
 	}
-	call := b.call(ctx, "ManageUnit", unit, verb, b.actOptions())
-	if call.Err != nil {
-		return refused(verb+" "+unit, call.Err), nil
+	job, err := b.client.ManageUnit(ctx, unit, verb, b.callOptions())
+	if err != nil {
+		return refused(verb+" "+unit, err), nil
 	}
-	var job godbus.ObjectPath
-	call.Store(&job)
 	msg := fmt.Sprintf("systemd queued %s of %s", verb, unit)
 	return mcp.NewToolResultStructured(ActionResult{Done: true, Message: msg, Job: string(job)}, msg+"."), nil
 }
 
-func (b *Bridge) actOptions() map[string]godbus.Variant { return npbus.Options(nil) }
-
-func (b *Bridge) act(ctx context.Context, method string, args ...any) error {
-	return b.call(ctx, method, args...).Err
-}
-
-// call sends a write: with the interactive-authorization flag when the
-// bridge allows prompting the user, plainly otherwise.
-func (b *Bridge) call(ctx context.Context, method string, args ...any) *godbus.Call {
-	if b.opts.Interactive {
-		return b.client.CallInteractive(ctx, method, args...)
-	}
-	return b.client.Conn().Object(npbus.BusName, npbus.ObjectPath).CallWithContext(ctx, npbus.Interface+"."+method, 0, args...)
+// callOptions: writes carry the interactive-authorization flag when the
+// bridge allows prompting the user.
+func (b *Bridge) callOptions() client.CallOptions {
+	return client.CallOptions{Interactive: b.opts.Interactive}
 }
 
 // refused explains a failed write in words a model can relay: what was
 // refused, by whom, and how it could be allowed.
 func refused(what string, err error) *mcp.CallToolResult {
-	name, msg := npbus.ErrorName(err), npbus.ErrorMessage(err)
+	name, msg := api.ErrorName(err), api.ErrorMessage(err)
 	switch name {
-	case npbus.ErrNotAuthorized, npbus.ErrAccessDenied:
+	case api.ErrNotAuthorized, api.ErrAccessDenied:
 		return mcp.NewToolResultErrorf("Refused: polkit did not allow this user to %s (%s). Nothing was changed. To allow it, the user can act from a desktop session whose polkit agent asks for confirmation, or an administrator can grant the npllm polkit action with a rule in /etc/polkit-1/rules.d.", what, msg)
-	case npbus.ErrInteractiveAuthorizationRequired:
+	case api.ErrInteractiveAuthorizationRequired:
 		return mcp.NewToolResultErrorf("Refused: polkit requires the user to authenticate to %s, and no one could be asked (%s). Nothing was changed. The user can do it themselves with npllmctl in a terminal, or run the bridge with prompts allowed in a desktop session with a polkit agent.", what, msg)
-	case npbus.ErrProcessChanged:
+	case api.ErrProcessChanged:
 		return mcp.NewToolResultErrorf("Refused: the process changed (%s): the pid now belongs to another process, so nothing was sent. Look the process up again.", msg)
-	case npbus.ErrNoSuchProcess:
+	case api.ErrNoSuchProcess:
 		return mcp.NewToolResultErrorf("No such process: %s. Nothing was changed.", msg)
-	case npbus.ErrInvalidArgument, npbus.ErrInvalidArgs:
+	case api.ErrInvalidArgument, api.ErrInvalidArgs:
 		return mcp.NewToolResultErrorf("Invalid request: %s. Nothing was changed.", msg)
 	}
 	return daemonError(what, err)
 }
 
 func daemonError(what string, err error) *mcp.CallToolResult {
-	name := npbus.ErrorName(err)
-	msg := npbus.ErrorMessage(err)
+	name := api.ErrorName(err)
+	msg := api.ErrorMessage(err)
 	switch name {
-	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
+	case api.ErrServiceUnknown, api.ErrNameHasNoOwner:
 		return mcp.NewToolResultErrorf("Could not %s: npllmd is not running on the system bus.", what)
-	case npbus.ErrNotSupported:
+	case api.ErrNotSupported:
 		return mcp.NewToolResultErrorf("Could not %s: not supported on this machine: %s", what, msg)
-	case npbus.ErrNoSuchProcess:
+	case api.ErrNoSuchProcess:
 		return mcp.NewToolResultErrorf("Could not %s: %s", what, msg)
-	case npbus.ErrInvalidArgument:
+	case api.ErrInvalidArgument:
 		return mcp.NewToolResultErrorf("Could not %s: invalid argument: %s", what, msg)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -570,27 +559,28 @@ func lookupUID(u string) (uint32, error) {
 	return uint32(n), nil
 }
 
-func processSummary(p map[string]godbus.Variant) ProcessSummary {
-	s := ProcessSummary{PID: uint32(npbus.Uint(p["pid"])), StartTime: npbus.Uint(p["start_time"]), Comm: npbus.String(p["comm"]),
-		User: npbus.String(p["user"]), UID: uint32(npbus.Uint(p["uid"])), State: npbus.String(p["state"]), RSSBytes: npbus.Uint(p["rss_bytes"]),
-		Cmdline: npbus.String(p["cmdline"])}
-	s.CPUPercent, _ = p["cpu_percent"].Value().(float64)
-	s.CPUPercent = round2(s.CPUPercent)
+func processSummary(p api.Process) ProcessSummary {
+	s := ProcessSummary{PID: p.PID, StartTime: p.StartTime, Comm: p.Comm, User: p.User, UID: p.UID, State: p.State,
+		RSSBytes: p.RSSBytes, CPUPercent: round2(p.CPUPercent)}
+	if p.Cmdline != nil {
+		s.Cmdline = *p.Cmdline
+	}
 	if len(s.Cmdline) > 200 {
 		s.Cmdline = s.Cmdline[:200] + "…"
 	}
 	return s
 }
 
-func plainMap(m map[string]godbus.Variant) map[string]any {
-	out, _ := npbus.Plain(m).(map[string]any)
+func plainMap(m map[string]dbus.Variant) map[string]any {
+	out, _ := api.Plain(m).(map[string]any)
 	return out
 }
 
-func plainList(l []map[string]godbus.Variant) []map[string]any {
-	out := make([]map[string]any, 0, len(l))
-	for _, m := range l {
-		out = append(out, plainMap(m))
+// eventMaps are events as GetEvents sends them, for the tools' JSON.
+func eventMaps(evs []api.Event) []map[string]any {
+	out := make([]map[string]any, 0, len(evs))
+	for i := range evs {
+		out = append(out, plainMap(evs[i].Encode()))
 	}
 	return out
 }

@@ -13,26 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/sensors"
-)
-
-// Severities.
-const (
-	Info     = "info"
-	Warning  = "warning"
-	Critical = "critical"
-)
-
-// Kinds.
-const (
-	KindMemoryPressure = "memory.pressure"
-	KindMemoryLow      = "memory.low"
-	KindOOMKill        = "oom.kill"
-	KindProcessCrash   = "process.crash"
-	KindUnitFailed     = "unit.failed"
-	KindDiskFull       = "disk.full"
-	KindCPURunaway     = "cpu.runaway"
-	KindAnomaly        = "process.anomaly"
 )
 
 // Alert is one raised alert.
@@ -107,7 +89,7 @@ func (e *Engine) SetListener(listener func(Change)) {
 }
 
 // EventKinds are the kinds Event looks at (subscribe to these only).
-var EventKinds = []string{"process.exit", "oom.kill", "unit.failed", "unit.restarted"}
+var EventKinds = []string{api.KindProcessExit, api.KindOOMKill, api.KindUnitFailed, api.KindUnitRestarted}
 
 // Follow feeds committed events from sub to the engine until ctx ends.
 func (e *Engine) Follow(ctx context.Context, sub *sensors.Subscription) {
@@ -224,28 +206,18 @@ func (e *Engine) Event(ev sensors.Event, now time.Time) {
 	defer e.flush()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	f := ev.Fields
-	str := func(k string) string { s, _ := f[k].(string); return s }
-	u64 := func(k string) uint64 {
-		switch n := f[k].(type) {
-		case uint64:
-			return n
-		case uint32:
-			return uint64(n)
-		case int32:
-			return uint64(n)
-		}
-		return 0
-	}
 	seq := strconv.FormatUint(ev.Seq, 10)
 	switch ev.Kind {
-	case "process.exit":
-		sig := uint32(u64("signal"))
-		core, _ := f["core_dumped"].(bool)
+	case api.KindProcessExit:
+		x := ev.Exit
+		if x == nil {
+			x = &api.ExitStatus{} // seen by the /proc fallback: no status
+		}
+		sig, core := x.Signal, x.CoreDumped
 		name, crashed := fatalSignals[sig]
 		crashed = crashed || core
 		if e.baselines != nil {
-			e.baselines.Observe(str("comm"), u64("max_rss_bytes"), u64("cpu_ns"), u64("runtime_ns"), crashed, now)
+			e.baselines.Observe(ev.Comm, x.MaxRSSBytes, x.CPUNS, x.RuntimeNS, crashed, now)
 		}
 		if !crashed {
 			return
@@ -253,23 +225,32 @@ func (e *Engine) Event(ev sensors.Event, now time.Time) {
 		if name == "" {
 			name = "signal " + strconv.FormatUint(uint64(sig), 10)
 		}
-		e.raiseEvent(&Alert{ID: KindProcessCrash + "/" + seq, Severity: Warning, Kind: KindProcessCrash,
-			Summary: fmt.Sprintf("%s (pid %d) crashed: %s%s", str("comm"), ev.PID, name, map[bool]string{true: ", core dumped", false: ""}[core]),
-			Details: map[string]any{"pid": ev.PID, "uid": ev.UID, "comm": str("comm"), "signal": sig, "signal_name": name,
-				"core_dumped": core, "start_time": u64("start_time"), "seq": ev.Seq},
+		e.raiseEvent(&Alert{ID: api.KindProcessCrash + "/" + seq, Severity: api.SeverityWarning, Kind: api.KindProcessCrash,
+			Summary: fmt.Sprintf("%s (pid %d) crashed: %s%s", ev.Comm, ev.PID, name, map[bool]string{true: ", core dumped", false: ""}[core]),
+			Details: map[string]any{"pid": ev.PID, "uid": ev.UID, "comm": ev.Comm, "signal": sig, "signal_name": name,
+				"core_dumped": core, "start_time": ev.StartTime, "seq": ev.Seq},
 			OwnerUID: ev.UID, HasOwner: ev.HasUID}, now)
-	case "oom.kill":
-		e.raiseEvent(&Alert{ID: KindOOMKill + "/" + seq, Severity: Critical, Kind: KindOOMKill,
-			Summary: fmt.Sprintf("%s (pid %d) was killed for lack of memory (%s in use)", str("comm"), ev.PID, sensors.HumanBytes(u64("rss_bytes"))),
-			Details: map[string]any{"pid": ev.PID, "uid": ev.UID, "comm": str("comm"), "rss_bytes": u64("rss_bytes"), "seq": ev.Seq},
-			Private: map[string]any{"cgroup": str("cgroup")}, OwnerUID: ev.UID, HasOwner: ev.HasUID}, now)
-	case "unit.failed":
-		unit := str("unit")
-		e.raiseEvent(&Alert{ID: KindUnitFailed + "/" + unit, Severity: Warning, Kind: KindUnitFailed,
-			Summary: fmt.Sprintf("%s failed (%s)", unit, str("result")),
-			Details: map[string]any{"unit": unit, "result": str("result"), "seq": ev.Seq}}, now)
-	case "unit.restarted":
-		e.clear(KindUnitFailed + "/" + str("unit"))
+	case api.KindOOMKill:
+		o := ev.OOM
+		if o == nil {
+			o = &api.OOMKill{}
+		}
+		e.raiseEvent(&Alert{ID: api.KindOOMKill + "/" + seq, Severity: api.SeverityCritical, Kind: api.KindOOMKill,
+			Summary: fmt.Sprintf("%s (pid %d) was killed for lack of memory (%s in use)", ev.Comm, ev.PID, api.HumanBytes(o.RSSBytes)),
+			Details: map[string]any{"pid": ev.PID, "uid": ev.UID, "comm": ev.Comm, "rss_bytes": o.RSSBytes, "seq": ev.Seq},
+			Private: map[string]any{"cgroup": o.Cgroup}, OwnerUID: ev.UID, HasOwner: ev.HasUID}, now)
+	case api.KindUnitFailed:
+		if ev.Unit == nil {
+			return
+		}
+		unit := ev.Unit.Unit
+		e.raiseEvent(&Alert{ID: api.KindUnitFailed + "/" + unit, Severity: api.SeverityWarning, Kind: api.KindUnitFailed,
+			Summary: fmt.Sprintf("%s failed (%s)", unit, ev.Unit.Result),
+			Details: map[string]any{"unit": unit, "result": ev.Unit.Result, "seq": ev.Seq}}, now)
+	case api.KindUnitRestarted:
+		if ev.Unit != nil {
+			e.clear(api.KindUnitFailed + "/" + ev.Unit.Unit)
+		}
 	}
 }
 
@@ -326,19 +307,19 @@ func (e *Engine) pressureRule(snap *sensors.Snapshot, now time.Time) {
 	warn := since(&e.pressureSince, some >= e.cfg.PressureSomePercent)
 	crit := since(&e.fullSince, full >= e.cfg.PressureFullPercent)
 	calm := since(&e.pressureCalmAt, some < e.cfg.PressureSomePercent/2 && full < e.cfg.PressureFullPercent/2)
-	_, active := e.active[KindMemoryPressure]
+	_, active := e.active[api.KindMemoryPressure]
 	switch {
 	case crit || warn:
-		sev := Warning
+		sev := api.SeverityWarning
 		if crit {
-			sev = Critical
+			sev = api.SeverityCritical
 		}
 		// Rounded so that small wobbles do not re-raise the alert.
-		e.raise(&Alert{ID: KindMemoryPressure, Severity: sev, Kind: KindMemoryPressure,
+		e.raise(&Alert{ID: api.KindMemoryPressure, Severity: sev, Kind: api.KindMemoryPressure,
 			Summary: fmt.Sprintf("memory pressure: tasks stalled %.0f%% of the last 10 s waiting for memory", some),
 			Details: map[string]any{"some_avg10": float64(int(some)), "full_avg10": float64(int(full)), "top": e.topMemory(3, now)}}, now)
 	case active && calm:
-		e.clear(KindMemoryPressure)
+		e.clear(api.KindMemoryPressure)
 	}
 }
 
@@ -352,40 +333,40 @@ func (e *Engine) memoryLowRule(snap *sensors.Snapshot, now time.Time) {
 		swap = 100 * float64(snap.SwapFree) / float64(snap.SwapTotal)
 	}
 	low := e.cfg.MemoryLowPercent
-	_, active := e.active[KindMemoryLow]
+	_, active := e.active[api.KindMemoryLow]
 	switch {
 	case mem < low && swap < low:
-		sev := Warning
+		sev := api.SeverityWarning
 		if mem < low/2 {
-			sev = Critical
+			sev = api.SeverityCritical
 		}
-		e.raise(&Alert{ID: KindMemoryLow, Severity: sev, Kind: KindMemoryLow,
-			Summary: fmt.Sprintf("memory is running out: %s available, %.0f%% of swap free", sensors.HumanBytes(snap.MemoryAvailable), swap),
+		e.raise(&Alert{ID: api.KindMemoryLow, Severity: sev, Kind: api.KindMemoryLow,
+			Summary: fmt.Sprintf("memory is running out: %s available, %.0f%% of swap free", api.HumanBytes(snap.MemoryAvailable), swap),
 			Details: map[string]any{"available_percent": float64(int(mem)), "swap_free_percent": float64(int(swap)), "top": e.topMemory(3, now)}}, now)
 	case active && (mem >= low+5 || swap >= low+5):
-		e.clear(KindMemoryLow)
+		e.clear(api.KindMemoryLow)
 	}
 }
 
 func (e *Engine) diskRule(snap *sensors.Snapshot, now time.Time) {
 	seen := map[string]bool{}
 	for _, d := range snap.Disks {
-		id := KindDiskFull + "/" + d.Mount
+		id := api.KindDiskFull + "/" + d.Mount
 		seen[id] = true
 		used := max(d.UsedPercent, d.InodesPercent)
 		_, active := e.active[id]
 		switch {
 		case used >= e.cfg.DiskWarningPercent:
-			sev := Warning
+			sev := api.SeverityWarning
 			if used >= e.cfg.DiskCriticalPercent {
-				sev = Critical
+				sev = api.SeverityCritical
 			}
 			what := "space"
 			if d.InodesPercent > d.UsedPercent {
 				what = "inodes"
 			}
-			e.raise(&Alert{ID: id, Severity: sev, Kind: KindDiskFull,
-				Summary: fmt.Sprintf("%s is %.0f%% full (%s; %s free)", d.Mount, used, what, sensors.HumanBytes(d.AvailBytes)),
+			e.raise(&Alert{ID: id, Severity: sev, Kind: api.KindDiskFull,
+				Summary: fmt.Sprintf("%s is %.0f%% full (%s; %s free)", d.Mount, used, what, api.HumanBytes(d.AvailBytes)),
 				Details: map[string]any{"mount": d.Mount, "fstype": d.FSType, "used_percent": float64(int(d.UsedPercent)),
 					"inodes_percent": float64(int(d.InodesPercent)), "avail_bytes": d.AvailBytes / (1 << 20) << 20}}, now)
 		case active && used < e.cfg.DiskWarningPercent-3:
@@ -393,7 +374,7 @@ func (e *Engine) diskRule(snap *sensors.Snapshot, now time.Time) {
 		}
 	}
 	for id, a := range e.active {
-		if a.Kind == KindDiskFull && !seen[id] {
+		if a.Kind == api.KindDiskFull && !seen[id] {
 			e.clear(id) // unmounted
 		}
 	}
@@ -447,7 +428,7 @@ func (e *Engine) processRules(now time.Time) {
 	e.lastProcs, e.lastProcsAt = byMem, now
 	seen := map[string]bool{}
 	for _, p := range byCPU {
-		id := fmt.Sprintf("%s/%d/%d", KindCPURunaway, p.PID, p.StartTime)
+		id := fmt.Sprintf("%s/%d/%d", api.KindCPURunaway, p.PID, p.StartTime)
 		if p.CPUPercent < e.cfg.RunawayCPUPercent {
 			if p.CPUPercent < e.cfg.RunawayCPUPercent/2 {
 				delete(e.runawaySince, id)
@@ -464,7 +445,7 @@ func (e *Engine) processRules(now time.Time) {
 			continue
 		}
 		if now.Sub(start) >= e.cfg.RunawayAfter.D() {
-			e.raise(&Alert{ID: id, Severity: Warning, Kind: KindCPURunaway,
+			e.raise(&Alert{ID: id, Severity: api.SeverityWarning, Kind: api.KindCPURunaway,
 				Summary:  fmt.Sprintf("%s (pid %d) has kept a CPU busy for %s", p.Comm, p.PID, now.Sub(start).Round(time.Second)),
 				Details:  map[string]any{"pid": p.PID, "start_time": p.StartTime, "comm": p.Comm, "uid": p.UID, "cpu_percent": float64(int(p.CPUPercent))},
 				OwnerUID: p.UID, HasOwner: true}, now)
@@ -489,16 +470,16 @@ func (e *Engine) processRules(now time.Time) {
 		if float64(p.RSSBytes) <= e.cfg.AnomalyFactor*float64(p95) || p.RSSBytes <= e.cfg.AnomalyMinBytes {
 			continue
 		}
-		id := fmt.Sprintf("%s/%d/%d", KindAnomaly, p.PID, p.StartTime)
+		id := fmt.Sprintf("%s/%d/%d", api.KindAnomaly, p.PID, p.StartTime)
 		over[id] = true
-		e.raise(&Alert{ID: id, Severity: Warning, Kind: KindAnomaly,
-			Summary: fmt.Sprintf("%s (pid %d) uses %s, %.0f× its usual peak of %s", p.Comm, p.PID, sensors.HumanBytes(p.RSSBytes), float64(p.RSSBytes)/float64(max(p95, 1)), sensors.HumanBytes(p95)),
+		e.raise(&Alert{ID: id, Severity: api.SeverityWarning, Kind: api.KindAnomaly,
+			Summary: fmt.Sprintf("%s (pid %d) uses %s, %.0f× its usual peak of %s", p.Comm, p.PID, api.HumanBytes(p.RSSBytes), float64(p.RSSBytes)/float64(max(p95, 1)), api.HumanBytes(p95)),
 			Details: map[string]any{"pid": p.PID, "start_time": p.StartTime, "comm": p.Comm, "uid": p.UID,
 				"rss_bytes": p.RSSBytes / (1 << 20) << 20, "baseline_p95_rss_bytes": p95, "baseline_runs": bl.Runs},
 			OwnerUID: p.UID, HasOwner: true}, now)
 	}
 	for id, a := range e.active {
-		if a.Kind == KindAnomaly && !over[id] {
+		if a.Kind == api.KindAnomaly && !over[id] {
 			e.clear(id)
 		}
 	}
@@ -512,13 +493,13 @@ func (e *Engine) Health() string {
 	level := sensors.HealthOK
 	for _, a := range e.active {
 		sev := a.Severity
-		if !a.expires.IsZero() && sev == Critical {
-			sev = Warning
+		if !a.expires.IsZero() && sev == api.SeverityCritical {
+			sev = api.SeverityWarning
 		}
 		switch {
-		case sev == Critical:
+		case sev == api.SeverityCritical:
 			return sensors.HealthCritical
-		case sev == Warning:
+		case sev == api.SeverityWarning:
 			level = sensors.HealthWarning
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/sensors"
 )
 
@@ -35,7 +36,7 @@ func TestMemoryPressureNeedsToBeSustainedAndClearsWithHysteresis(t *testing.T) {
 		t.Fatal("raised before 10 s of pressure")
 	}
 	e.Machine(pressure(15, 0), t0.Add(10*time.Second))
-	if c := r.take(); len(c) != 1 || c[0].Raised == nil || c[0].Raised.Severity != Warning || c[0].Raised.Kind != KindMemoryPressure {
+	if c := r.take(); len(c) != 1 || c[0].Raised == nil || c[0].Raised.Severity != api.SeverityWarning || c[0].Raised.Kind != api.KindMemoryPressure {
 		t.Fatalf("after 10 s: %+v", c)
 	}
 	e.Machine(pressure(15, 0), t0.Add(11*time.Second))
@@ -46,19 +47,19 @@ func TestMemoryPressureNeedsToBeSustainedAndClearsWithHysteresis(t *testing.T) {
 	for i := 12; i < 40; i++ {
 		e.Machine(pressure(7, 0), t0.Add(time.Duration(i)*time.Second))
 	}
-	if _, ok := e.Get(KindMemoryPressure); !ok {
+	if _, ok := e.Get(api.KindMemoryPressure); !ok {
 		t.Fatal("cleared between the two levels: it would flap")
 	}
 	r.take()
 	e.Machine(pressure(2, 0), t0.Add(40*time.Second))
 	e.Machine(pressure(2, 0), t0.Add(50*time.Second))
-	if c := r.take(); len(c) != 1 || c[0].Cleared != KindMemoryPressure {
+	if c := r.take(); len(c) != 1 || c[0].Cleared != api.KindMemoryPressure {
 		t.Fatalf("after 10 s of calm: %+v", c)
 	}
 	// full ≥ 5 sustained → critical.
 	e.Machine(pressure(50, 6), t0.Add(60*time.Second))
 	e.Machine(pressure(50, 6), t0.Add(70*time.Second))
-	if a, ok := e.Get(KindMemoryPressure); !ok || a.Severity != Critical {
+	if a, ok := e.Get(api.KindMemoryPressure); !ok || a.Severity != api.SeverityCritical {
 		t.Fatalf("full pressure: %+v", a)
 	}
 }
@@ -72,15 +73,15 @@ func TestMemoryLowFollowsEarlyOOM(t *testing.T) {
 		t.Fatal("raised while swap is free")
 	}
 	e.Machine(&sensors.Snapshot{MemoryTotal: 100, MemoryAvailable: 8}, now)
-	if a, ok := e.Get(KindMemoryLow); !ok || a.Severity != Warning {
+	if a, ok := e.Get(api.KindMemoryLow); !ok || a.Severity != api.SeverityWarning {
 		t.Fatalf("no swap, 8%% available: %+v", a)
 	}
 	e.Machine(&sensors.Snapshot{MemoryTotal: 100, MemoryAvailable: 12}, now)
-	if _, ok := e.Get(KindMemoryLow); !ok {
+	if _, ok := e.Get(api.KindMemoryLow); !ok {
 		t.Fatal("cleared at 12%: no hysteresis")
 	}
 	e.Machine(&sensors.Snapshot{MemoryTotal: 100, MemoryAvailable: 16}, now)
-	if _, ok := e.Get(KindMemoryLow); ok {
+	if _, ok := e.Get(api.KindMemoryLow); ok {
 		t.Fatal("still raised at 16%")
 	}
 }
@@ -93,11 +94,11 @@ func TestDiskFullPerMountWithHysteresis(t *testing.T) {
 		return &sensors.Snapshot{Disks: []sensors.DiskUsage{{Mount: "/data", UsedPercent: used, InodesPercent: inodes}}}
 	}
 	e.Machine(disk(91, 1), now)
-	if a, ok := e.Get("disk.full//data"); !ok || a.Severity != Warning || !strings.Contains(a.Summary, "/data is 91% full") {
+	if a, ok := e.Get("disk.full//data"); !ok || a.Severity != api.SeverityWarning || !strings.Contains(a.Summary, "/data is 91% full") {
 		t.Fatalf("91%%: %+v", a)
 	}
 	e.Machine(disk(50, 98), now)
-	if a, _ := e.Get("disk.full//data"); a.Severity != Critical || !strings.Contains(a.Summary, "inodes") {
+	if a, _ := e.Get("disk.full//data"); a.Severity != api.SeverityCritical || !strings.Contains(a.Summary, "inodes") {
 		t.Fatalf("inodes 98%%: %+v", a)
 	}
 	e.Machine(disk(88, 1), now)
@@ -119,11 +120,11 @@ func TestEventAlertsForCrashesAndOOMKillsExpire(t *testing.T) {
 	r := &recorder{}
 	e := New(DefaultConfig(), nil, nil, r.listen)
 	now := time.Unix(1000, 0)
-	e.Event(sensors.Event{Seq: 7, Kind: "process.exit", PID: 42, UID: 1000, HasUID: true,
-		Fields: map[string]any{"comm": "app", "signal": uint32(11), "core_dumped": false}}, now)
-	e.Event(sensors.Event{Seq: 8, Kind: "process.exit", PID: 43, Fields: map[string]any{"comm": "ok", "signal": uint32(15)}}, now)
-	e.Event(sensors.Event{Seq: 9, Kind: "oom.kill", PID: 44, UID: 1000, HasUID: true,
-		Fields: map[string]any{"comm": "<b>hog", "rss_bytes": uint64(1 << 30), "cgroup": "/user.slice/secret"}}, now)
+	e.Event(sensors.Event{Seq: 7, Kind: api.KindProcessExit, PID: 42, UID: 1000, HasUID: true,
+		Comm: "app", Exit: &api.ExitStatus{Signal: 11}}, now)
+	e.Event(sensors.Event{Seq: 8, Kind: api.KindProcessExit, PID: 43, Comm: "ok", Exit: &api.ExitStatus{Signal: 15}}, now)
+	e.Event(sensors.Event{Seq: 9, Kind: api.KindOOMKill, PID: 44, UID: 1000, HasUID: true,
+		Comm: "<b>hog", OOM: &api.OOMKill{RSSBytes: 1 << 30, Cgroup: "/user.slice/secret"}}, now)
 	c := r.take()
 	if len(c) != 2 || c[0].Raised.ID != "process.crash/7" || c[1].Raised.ID != "oom.kill/9" {
 		t.Fatalf("changes %+v", c)
@@ -144,7 +145,7 @@ func TestEventAlertsAreBounded(t *testing.T) {
 	e := New(DefaultConfig(), nil, nil, nil)
 	now := time.Unix(1000, 0)
 	for i := range 200 {
-		e.Event(sensors.Event{Seq: uint64(i + 1), Kind: "oom.kill", PID: uint32(i), Fields: map[string]any{"comm": "x"}}, now.Add(time.Duration(i)*time.Millisecond))
+		e.Event(sensors.Event{Seq: uint64(i + 1), Kind: api.KindOOMKill, PID: uint32(i), Comm: "x"}, now.Add(time.Duration(i)*time.Millisecond))
 	}
 	if n := len(e.Active()); n != maxEventAlerts {
 		t.Fatalf("%d active alerts", n)
@@ -170,7 +171,7 @@ func TestAnomalyComparesAProcessWithItsOwnBaseline(t *testing.T) {
 	e := New(cfg, b, procs, nil)
 	now := time.Unix(1000, 0)
 	for i := range 5 {
-		e.Event(sensors.Event{Seq: uint64(i + 1), Kind: "process.exit", Fields: map[string]any{"comm": "tool", "max_rss_bytes": uint64(20 << 20)}}, now)
+		e.Event(sensors.Event{Seq: uint64(i + 1), Kind: api.KindProcessExit, Comm: "tool", Exit: &api.ExitStatus{MaxRSSBytes: 20 << 20}}, now)
 	}
 	e.Machine(&sensors.Snapshot{}, now)
 	a, ok := e.Get("process.anomaly/5/9")

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/sensors"
 )
 
@@ -48,14 +49,10 @@ var crashSignals = map[uint32]bool{4: true, 6: true, 7: true, 8: true, 11: true}
 // for after a power loss, and what alerts are raised from.
 func urgent(ev *sensors.Event) bool {
 	switch ev.Kind {
-	case "oom.kill", "unit.failed", "process.crash":
+	case api.KindOOMKill, api.KindUnitFailed, api.KindProcessCrash:
 		return true
-	case "process.exit":
-		if core, _ := ev.Fields["core_dumped"].(bool); core {
-			return true
-		}
-		sig, _ := ev.Fields["signal"].(uint32)
-		return crashSignals[sig]
+	case api.KindProcessExit:
+		return ev.Exit != nil && (ev.Exit.CoreDumped || crashSignals[ev.Exit.Signal])
 	}
 	return false
 }
@@ -93,8 +90,15 @@ func appendEncoded(b []byte, ev *sensors.Event) ([]byte, error) {
 	}
 	b = append(b, has)
 	b = binary.AppendUvarint(b, uint64(ev.UID))
-	b = binary.AppendUvarint(b, uint64(len(ev.Fields)))
-	for k, v := range ev.Fields {
+	// The typed event's a{sv} keys and values, without building a map; a
+	// kind has far fewer than 128 fields, so their count is one uvarint
+	// byte, patched in at the end.
+	countAt := len(b)
+	b = append(b, 0)
+	n := 0
+	var err error
+	ev.EachField(func(k string, v any) {
+		n++
 		b = appendStr(b, k)
 		switch x := v.(type) {
 		case uint32:
@@ -119,9 +123,16 @@ func appendEncoded(b []byte, ev *sensors.Event) ([]byte, error) {
 				b = appendStr(b, s)
 			}
 		default:
-			return nil, fmt.Errorf("field %s of %s has unsupported type %T", k, ev.Kind, v)
+			err = fmt.Errorf("field %s of %s has unsupported type %T", k, ev.Kind, v)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
+	if n >= 0x80 {
+		return nil, fmt.Errorf("%s has %d fields", ev.Kind, n)
+	}
+	b[countAt] = byte(n)
 	return b, nil
 }
 
@@ -185,22 +196,22 @@ func decode(data []byte) (sensors.Event, error) {
 	if n > uint64(len(data)) {
 		return sensors.Event{}, errCorrupt
 	}
-	ev.Fields = make(map[string]any, n)
+	fields := make(map[string]any, n)
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		k := r.str()
 		switch sig := r.byte(); sig {
 		case 'u':
-			ev.Fields[k] = uint32(r.uvarint())
+			fields[k] = uint32(r.uvarint())
 		case 't':
-			ev.Fields[k] = r.uvarint()
+			fields[k] = r.uvarint()
 		case 'i':
-			ev.Fields[k] = int32(r.varint())
+			fields[k] = int32(r.varint())
 		case 'x':
-			ev.Fields[k] = r.varint()
+			fields[k] = r.varint()
 		case 's':
-			ev.Fields[k] = r.str()
+			fields[k] = r.str()
 		case 'b':
-			ev.Fields[k] = r.byte() == 1
+			fields[k] = r.byte() == 1
 		case 'a':
 			m := r.uvarint()
 			if m > uint64(len(data)) {
@@ -210,10 +221,20 @@ func decode(data []byte) (sensors.Event, error) {
 			for j := uint64(0); j < m; j++ {
 				list = append(list, r.str())
 			}
-			ev.Fields[k] = list
+			fields[k] = list
 		default:
 			return sensors.Event{}, fmt.Errorf("%w: field %s has type %q", errCorrupt, k, sig)
 		}
 	}
-	return ev, r.err
+	if r.err != nil {
+		return sensors.Event{}, r.err
+	}
+	// The record's header is what the indexes filter on: SetFields infers
+	// HasUID for a{sv} without one, the header knows it.
+	hasUID := ev.HasUID
+	if err := ev.SetFields(fields); err != nil {
+		return sensors.Event{}, fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	ev.HasUID = hasUID
+	return ev, nil
 }

@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
+	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/sensors"
 )
 
@@ -46,7 +47,7 @@ func TestHelperStormChild(t *testing.T) {
 	}
 	var seen uint64
 	for i := 0; ; i++ {
-		j.Append(sensors.Event{Kind: "process.exec", PID: uint32(i), Fields: map[string]any{"comm": "storm", "argv": []string{"a", "b"}}})
+		j.Append(sensors.Event{Kind: api.KindProcessExec, PID: uint32(i), Comm: "storm", Argv: []string{"a", "b"}})
 		if i%100 == 99 {
 			last, evs, err := j.Query(seen, 1000, Filter{})
 			if err != nil {
@@ -147,7 +148,7 @@ func TestUrgentEventIsDeliveredAndFsyncedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	j.Append(sensors.Event{Kind: "process.exit", Fields: map[string]any{"signal": uint32(15)}})
+	j.Append(sensors.Event{Kind: api.KindProcessExit, Exit: &api.ExitStatus{Signal: 15}})
 	j.Sync()
 	<-got
 	if c := j.Counters(); c["journal_syncs"] != 0 {
@@ -155,7 +156,7 @@ func TestUrgentEventIsDeliveredAndFsyncedAtOnce(t *testing.T) {
 	}
 	for _, ev := range []sensors.Event{
 		{Kind: "oom.kill", PID: 42},
-		{Kind: "process.exit", Fields: map[string]any{"signal": uint32(11)}},
+		{Kind: api.KindProcessExit, Exit: &api.ExitStatus{Signal: 11}},
 		{Kind: "unit.failed"},
 	} {
 		before := j.Counters()["journal_urgent_syncs"]
@@ -222,7 +223,7 @@ func TestFullDiskRetriesCountsDropsDegradesHealthAndResumes(t *testing.T) {
 	f.Close()
 	big := strings.Repeat("x", 2000)
 	for i := 0; i < 300; i++ {
-		ev := sensors.Event{Kind: "process.exec", PID: uint32(i), Fields: map[string]any{"argv": []string{big}}}
+		ev := sensors.Event{Kind: api.KindProcessExec, PID: uint32(i), Argv: []string{big}}
 		if i == 150 {
 			ev = sensors.Event{Kind: "oom.kill", PID: 4242}
 		}

@@ -5,11 +5,13 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/sensors"
 )
 
@@ -20,18 +22,20 @@ func TestSeqSurvivesReopenAndTypesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 5; i++ {
-		j.Append(sensors.Event{Kind: "process.exec", PID: uint32(100 + i), UID: 1000, HasUID: true, Fields: map[string]any{
-			"pid": uint32(100 + i), "start_time": uint64(7), "exit_code": int32(-1), "argv": []string{"a", "b"}, "core_dumped": true, "comm": "x",
-		}})
+		j.Append(sensors.Event{Kind: api.KindProcessExit, PID: uint32(100 + i), UID: 1000, HasUID: true, StartTime: 7, Comm: "x",
+			Exit: &api.ExitStatus{ExitCode: -1, CoreDumped: true, Signal: 11, CPUNS: 1 << 40}})
 	}
 	j.Sync()
 	last, evs, err := j.Query(0, 100, Filter{})
 	if err != nil || last != 5 || len(evs) != 5 {
 		t.Fatalf("Query: last %d, %d events, %v", last, len(evs), err)
 	}
-	f := evs[0].Fields
-	if f["pid"] != uint32(100) || f["start_time"] != uint64(7) || f["exit_code"] != int32(-1) || f["core_dumped"] != true || len(f["argv"].([]string)) != 2 {
-		t.Errorf("fields changed type or value: %#v", f)
+	want := sensors.Event{Seq: 1, Kind: api.KindProcessExit, PID: 100, UID: 1000, HasUID: true, StartTime: 7, Comm: "x",
+		Exit: &api.ExitStatus{ExitCode: -1, CoreDumped: true, Signal: 11, CPUNS: 1 << 40}}
+	got := evs[0]
+	got.TimeNS = 0
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("event changed in the journal:\n got %+v %+v\nwant %+v %+v", got, got.Exit, want, want.Exit)
 	}
 	j.Close()
 

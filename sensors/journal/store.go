@@ -52,6 +52,9 @@ func (j *Journal) store(batch []sensors.Event, now time.Time) {
 	if len(queue) == 0 {
 		return
 	}
+	if len(j.retry) == 0 {
+		j.retryFrom = now // the oldest event waiting for the disk arrived now
+	}
 	if j.backoff > 0 && now.Before(j.nextTry) {
 		j.retry = queue
 		j.deliver(batch)
@@ -83,7 +86,6 @@ func (j *Journal) deliver(batch []sensors.Event) {
 func (j *Journal) failed(err error, now time.Time) {
 	j.c.writeErrors.Add(1)
 	if j.backoff == 0 {
-		j.retryFrom = now
 		j.log.Warn("journal write failed; keeping the events and retrying", "dir", j.dir, "err", err)
 	}
 	j.backoff = min(max(2*j.backoff, 100*time.Millisecond), 5*time.Second)
@@ -114,7 +116,6 @@ func (j *Journal) bound(now time.Time) {
 	if len(j.retry) == 0 {
 		j.retry = nil
 	}
-	j.retryFrom = now
 	j.degraded()
 }
 

@@ -1,0 +1,70 @@
+package server
+
+import (
+	"github.com/godbus/dbus/v5"
+
+	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/sensors/journal"
+)
+
+const (
+	defaultEvents = 100
+	maxEvents     = 1000
+)
+
+func (a *assistant) GetEvents(msg dbus.Message, afterSeq uint64, max uint32, filter map[string]dbus.Variant) (lastSeq uint64, events []map[string]dbus.Variant, derr *dbus.Error) {
+	c, derr := a.s.begin(msg, "GetEvents")
+	if derr != nil {
+		return 0, nil, derr
+	}
+	defer c.end(&derr)
+	if a.s.cfg.Journal == nil {
+		return 0, nil, api.NewError(api.ErrNotSupported, "npllmd runs without an event journal")
+	}
+	n := int(max)
+	switch {
+	case n == 0:
+		n = defaultEvents
+	case n > maxEvents:
+		n = maxEvents
+	}
+	var f journal.Filter
+	o := optionReader{method: "GetEvents", opts: filter}
+	f.Kinds, _ = o.strings("kind")
+	if v, ok := o.uint32("pid"); ok {
+		f.PID = &v
+	}
+	if v, ok := o.uint32("uid"); ok {
+		f.UID = &v
+	}
+	f.SinceNS, _ = o.uint64("since_ns")
+	if o.err != nil {
+		return 0, nil, o.err
+	}
+	callerUID, err := c.callerUID()
+	if err != nil {
+		return 0, nil, ToDBus(err)
+	}
+	last, evs, err := a.s.cfg.Journal.Query(afterSeq, n, f)
+	if err != nil {
+		return 0, nil, ToDBus(err)
+	}
+	events = make([]map[string]dbus.Variant, 0, len(evs))
+	for i := range evs {
+		events = append(events, EventToDBus(&evs[i], callerUID))
+	}
+	return last, events, nil
+}
+
+// EventToDBus converts an event for a caller, withholding private fields
+// of other users' events.
+func EventToDBus(ev *sensors.Event, callerUID uint32) map[string]dbus.Variant {
+	m := ev.Encode()
+	if callerUID != 0 && (!ev.HasUID || ev.UID != callerUID) {
+		for _, k := range api.PrivateFields {
+			delete(m, k)
+		}
+	}
+	return m
+}
