@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -50,6 +51,9 @@ func TestIndexedQueriesAgreeWithAFullScan(t *testing.T) {
 	_, all, err = j.Query(0, 5000, Filter{})
 	if err != nil || len(all) != 3000 {
 		t.Fatalf("full scan: %d events, %v", len(all), err)
+	}
+	if last, evs, _ := j.Query(math.MaxUint64, 10, Filter{}); len(evs) != 0 || last != 3000 {
+		t.Fatalf("after the largest seq: %d events, last %d", len(evs), last)
 	}
 	u := func(v uint32) *uint32 { return &v }
 	filters := []Filter{

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 
@@ -39,6 +40,9 @@ func (f *Filter) match(ev *sensors.Event) bool {
 func (j *Journal) Query(afterSeq uint64, max int, f Filter) (uint64, []sensors.Event, error) {
 	max = maxInt(max, 1)
 	last := j.LastSeq()
+	if afterSeq == math.MaxUint64 { // nothing can follow it (and +1 would wrap to the start)
+		return last, nil, nil
+	}
 	var out []sensors.Event
 	j.idx.RLock()
 	defer j.idx.RUnlock()
