@@ -2,14 +2,19 @@ package server_test
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/npllm/npllm/dbus/client"
 )
 
 // procIO reads a field of /proc/PID/io (bytes the process caused to be
@@ -70,7 +75,7 @@ func BenchmarkSoak(b *testing.B) {
 	if p := os.Getenv("NPLLM_SOAK_CPUPROFILE"); p != "" {
 		args = append(args, "--cpuprofile="+p)
 	}
-	_, d, _ := startDaemon(b, args...)
+	_, d, c := startDaemon(b, args...)
 	pid := d.Cmd.Process.Pid
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -90,6 +95,7 @@ func BenchmarkSoak(b *testing.B) {
 	for range b.N {
 		time.Sleep(2 * time.Second) // past start-up
 		cpu0, w0, j0 := cpuTicks(b, pid), procIO(b, pid, "write_bytes"), segmentBytes(state)
+		seq0, _ := c.NewestSeq(context.Background())
 		anon0 := procStatusKiB(b, pid, "RssAnon")
 		start := time.Now()
 		tick := time.NewTicker(time.Second / 70)
@@ -112,6 +118,26 @@ func BenchmarkSoak(b *testing.B) {
 		b.ReportMetric(kib, "disk-KiB/s")
 		b.ReportMetric(float64(n)/el, "loops/s")
 		b.ReportMetric(float64(written)/float64(journal), "written/journal-growth")
+		// What the journal grew by: events per second by kind.
+		kinds := map[string]int{}
+		total := 0
+		for after := seq0; ; {
+			last, evs, err := c.GetEvents(context.Background(), after, 1000, client.EventFilter{})
+			if err != nil || len(evs) == 0 {
+				break
+			}
+			for _, ev := range evs {
+				kinds[ev.Kind]++
+			}
+			total += len(evs)
+			after = last
+		}
+		var byKind []string
+		for k, n := range kinds {
+			byKind = append(byKind, fmt.Sprintf("%s %.0f", k, float64(n)/el))
+		}
+		slices.Sort(byKind)
+		b.Logf("events: %.0f/s of %.0f B each (%s)", float64(total)/el, float64(journal)/float64(max(total, 1)), strings.Join(byKind, ", "))
 		b.Logf("%d s, %.0f exec+connect/s: npllmd CPU %.2f %% of a core, disk writes %.1f KiB/s (%.2f× the journal's growth of %.1f KiB/s), RssAnon %d → %d KiB, RssFile %d KiB",
 			secs, float64(n)/el, cpu, kib, float64(written)/float64(journal), float64(journal)/1024/el,
 			anon0, procStatusKiB(b, pid, "RssAnon"), procStatusKiB(b, pid, "RssFile"))
