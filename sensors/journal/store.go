@@ -284,12 +284,17 @@ func (j *Journal) fsync(urg bool) error {
 // journal.
 func (j *Journal) prune(now time.Time) {
 	cutoff := uint64(now.Add(-j.opts.MaxAge).UnixNano())
+	var gone []*segment
 	j.idx.Lock()
-	defer j.idx.Unlock()
 	for len(j.segs) > 1 && (j.total-j.segs[0].n() >= j.opts.MaxEvents || j.segs[0].maxTime < cutoff) {
-		s := j.segs[0]
+		gone = append(gone, j.segs[0])
+		j.total -= j.segs[0].n()
 		j.segs = j.segs[1:]
-		j.total -= s.n()
+	}
+	j.idx.Unlock()
+	// Unlinking a few MiB takes the file system a while: not under the
+	// index lock that queries wait for.
+	for _, s := range gone {
 		s.f.Close()
 		if err := os.Remove(s.path); err != nil {
 			j.log.Warn("journal prune", "err", err)
