@@ -16,6 +16,7 @@ import (
 
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // The state directory on a 1 MiB tmpfs, filled up: a crash and an OOM kill
@@ -106,4 +107,77 @@ func TestFullStateDiskStillRaisesAlertsSaysWhyAndResumes(t *testing.T) {
 		t.Errorf("still degraded after space was freed: %v", r)
 	}
 	t.Logf("while full: %q, %d dropped", reason, dropped)
+}
+
+// Damaged journal state never stops npllmd: after kill -9 twice (each
+// restart starts a new segment), the oldest segment gets random bytes over
+// its middle and the seq floor is truncated; the restarted daemon moves
+// both aside, serves the events of the good segments and continues the
+// seqs above them.
+func TestDamagedJournalIsMovedAsideAndNpllmdStartsWithTheGoodPart(t *testing.T) {
+	b := testbus.ForTest(t)
+	state := filepath.Join(t.TempDir(), "state")
+	conn, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := client.NewClient(conn)
+	var markers []int
+	var lastSeq uint64
+	for round := 0; round < 3; round++ {
+		d := b.DaemonForTest(t, bin("npllmd"), "--state-dir="+state)
+		m := exec.Command("sh", "-c", "exit 3")
+		m.Run()
+		markers = append(markers, m.Process.Pid)
+		evs := allEvents(t, c, nil, func(evs []map[string]godbus.Variant) bool { return exitOf(evs, m.Process.Pid) != nil })
+		if exitOf(evs, m.Process.Pid) == nil {
+			t.Fatalf("round %d: marker not journaled", round)
+		}
+		lastSeq = evs[len(evs)-1]["seq"].Value().(uint64)
+		if round < 2 {
+			d.Cmd.Process.Signal(syscall.SIGKILL)
+			d.Wait(5 * time.Second)
+		} else {
+			d.Cmd.Process.Signal(syscall.SIGTERM)
+			d.Wait(10 * time.Second)
+		}
+	}
+	segs, _ := filepath.Glob(filepath.Join(state, "journal", "*.seg"))
+	if len(segs) < 3 {
+		t.Fatalf("segments %v", segs)
+	}
+	first := segs[0] // names sort by first seq
+	st, _ := os.Stat(first)
+	junk := make([]byte, 64)
+	for i := range junk {
+		junk[i] = byte(i*37 + 11)
+	}
+	f, _ := os.OpenFile(first, os.O_WRONLY, 0)
+	f.WriteAt(junk, st.Size()/2)
+	f.Close()
+	os.Truncate(filepath.Join(state, "journal", "seq.floor"), 5)
+
+	b.DaemonForTest(t, bin("npllmd"), "--state-dir="+state)
+	exec.Command("true").Run()
+	after := allEvents(t, c, nil, func(evs []map[string]godbus.Variant) bool {
+		return len(evs) > 0 && evs[len(evs)-1]["seq"].Value().(uint64) > lastSeq
+	})
+	if exitOf(after, markers[0]) != nil {
+		t.Error("an event of the damaged segment is still served")
+	}
+	if exitOf(after, markers[1]) == nil || exitOf(after, markers[2]) == nil {
+		t.Error("events of the good segments are gone")
+	}
+	if len(after) == 0 || after[len(after)-1]["seq"].Value().(uint64) <= lastSeq {
+		t.Fatal("no new events above the old seqs after the restart")
+	}
+	moved, _ := filepath.Glob(filepath.Join(state, "journal", "*.corrupt-*"))
+	if len(moved) != 2 {
+		t.Errorf("moved aside: %v (want the segment and the seq floor)", moved)
+	}
+	row := sensorRow(t, c, "event-pipeline")
+	if n, _ := row.Details["journal_moved_aside"].Value().(uint64); n != 2 {
+		t.Errorf("journal_moved_aside %v", row.Details["journal_moved_aside"])
+	}
 }
