@@ -105,7 +105,6 @@ func (t *Target) SetNice(nice int32) error {
 
 // SetIOPriority sets the I/O class and level of every thread.
 func (t *Target) SetIOPriority(class int, level int32) error {
-	const ioprioClassShift, ioprioWhoProcess = 13, 1
 	prio := uintptr(class<<ioprioClassShift | int(level))
 	return t.eachThread(func(tid int) error {
 		if _, _, e := unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), prio); e != 0 {
@@ -146,4 +145,62 @@ func (t *Target) alive() error {
 		return fmt.Errorf("%w: pid %d exited", ErrNoSuchProcess, t.PID)
 	}
 	return nil
+}
+
+// RaisesNice reports whether setting nice would lower any thread's nice
+// value below its current one: the kernel refuses that without
+// CAP_SYS_NICE (set_one_prio → can_nice), so a caller asking npllmd to do
+// it asks for root's power, not an owner's. RLIMIT_NICE, which the kernel
+// also honours, is not: stricter, and a model cannot raise it anyway.
+func (t *Target) RaisesNice(nice int32) (bool, error) {
+	raises := false
+	err := t.eachThread(func(tid int) error {
+		p, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+		if err != nil {
+			return err
+		}
+		raises = raises || int(nice) < 20-p // the raw syscall returns 20 - nice
+		return nil
+	})
+	return raises, err
+}
+
+// ioRank orders the I/O classes by the service they get.
+var ioRank = map[int]int{ioClassIdle: 0, ioClassBestEffort: 1, ioClassRealtime: 2}
+
+const (
+	ioClassNone, ioClassRealtime, ioClassBestEffort, ioClassIdle = 0, 1, 2, 3
+	ioprioClassShift, ioprioWhoProcess                           = 13, 1
+)
+
+// RaisesIOPriority reports whether (class, level) is a better I/O
+// priority than any thread's current one: a higher class, or a lower level
+// number in the same class. The kernel itself only guards realtime; npllmd
+// treats I/O like nice so that no caller gains priority with the owner's
+// action alone. A thread without an explicit class runs best-effort at the
+// level its nice value implies (ioprio(7)).
+func (t *Target) RaisesIOPriority(class int, level int32) (bool, error) {
+	raises := false
+	err := t.eachThread(func(tid int) error {
+		r, _, e := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, uintptr(tid), 0)
+		if e != 0 {
+			return e
+		}
+		curClass, curLevel := int(r)>>ioprioClassShift, int32(r&(1<<ioprioClassShift-1))
+		if curClass == ioClassNone {
+			p, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+			if err != nil {
+				return err
+			}
+			curClass, curLevel = ioClassBestEffort, int32((20-p+20)/5)
+		}
+		switch {
+		case ioRank[class] > ioRank[curClass]:
+			raises = true
+		case class == curClass && class != ioClassIdle && level < curLevel:
+			raises = true
+		}
+		return nil
+	})
+	return raises, err
 }

@@ -52,7 +52,7 @@ func ValidateNice(nice int32) error {
 }
 
 // I/O scheduling classes of ioprio_set(2).
-var IOClasses = map[string]int{"realtime": 1, "best-effort": 2, "idle": 3}
+var IOClasses = map[string]int{"realtime": ioClassRealtime, "best-effort": ioClassBestEffort, "idle": ioClassIdle}
 
 // ValidateIOPriority checks an I/O class and level.
 func ValidateIOPriority(class string, level int32) (int, error) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/npllm/npllm/dbus/testbus"
+	"github.com/npllm/npllm/systemd/msgid"
 )
 
 // End to end under real systemd: the freshly built .deb is installed into a
@@ -39,6 +40,8 @@ func bootContainer(t *testing.T, pkgDir string) *container {
 	defer logf.Close()
 	c.cmd = exec.Command("systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", "/", "--volatile=yes",
 		"--overlay=/usr::/usr", "--overlay=/etc::/etc", "--overlay=/var::/var", "--bind-ro="+pkgDir+":/mnt/pkg",
+		// nspawn gives containers no /dev/kmsg; a real machine has one.
+		"--bind-ro=/dev/kmsg",
 		"--capability=all", "--system-call-filter=bpf perf_event_open", "-b", "--console=pipe")
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	// No Pdeathsig: nspawn must get to stop its container (stop does it).
@@ -317,6 +320,51 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		time.Sleep(time.Second)
 		if pid := c.mainPID(t, "npllm-test-ok.service"); pid != before {
 			t.Errorf("the unit restarted anyway (MainPID %s → %s)", before, pid)
+		}
+	})
+
+	t.Run("OOM kills reach npllmd through /dev/kmsg under the hardened unit", func(t *testing.T) {
+		// The eBPF OOM sensor forced off: the fallback must read /dev/kmsg
+		// through PrivateDevices=, DevicePolicy= and the capability set.
+		c.must(t, "sh", "-c", "mkdir -p /etc/systemd/system/npllmd.service.d && printf '[Service]\nExecStart=\nExecStart=/usr/libexec/npllmd --force-variant=oom=kmsg\n' > /etc/systemd/system/npllmd.service.d/kmsg.conf && systemctl daemon-reload && systemctl restart npllmd")
+		defer c.run("sh", "-c", "rm -r /etc/systemd/system/npllmd.service.d && systemctl daemon-reload && systemctl restart npllmd")
+		out := c.must(t, "npllmctl", "--json", "sensors")
+		var rows []map[string]any
+		if err := json.Unmarshal([]byte(out), &rows); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, r := range rows {
+			if r["name"] == "oom" && (r["variant"] != "kmsg" || r["state"] != "running") {
+				t.Fatalf("oom sensor under the hardened unit: %v", r)
+			}
+		}
+		// A uniquely named hog: the kernel's log is the host's, shared with
+		// whatever else runs on this machine.
+		hog := fmt.Sprintf("kmsghog%d", os.Getpid()%100000)
+		c.must(t, "cp", "/usr/bin/tail", "/tmp/"+hog)
+		c.run("systemd-run", "--wait", "--quiet", "-p", "MemoryMax=32M", "-p", "MemorySwapMax=0", "/tmp/"+hog, "/dev/zero")
+		c.waitFor(t, "oom.kill from /dev/kmsg", 20*time.Second, func() string {
+			out, _ := c.run("npllmctl", "--json", "events", "--kind", "oom.kill", "--limit", "20")
+			if !strings.Contains(out, hog) {
+				return out
+			}
+			return ""
+		})
+	})
+
+	t.Run("a damaged baselines.json is moved aside after kill -9 and logged with its MESSAGE_ID", func(t *testing.T) {
+		before := c.mainPID(t, "npllmd")
+		c.must(t, "sh", "-c", "kill -KILL "+before+" && printf '[null]' > /var/lib/npllm/baselines.json")
+		c.restartedFrom(t, "npllmd", before, 30*time.Second)
+		c.waitFor(t, "the moved-aside record in the journal", 10*time.Second, func() string {
+			out, _ := c.run("journalctl", "-u", "npllmd", "-o", "json", "--no-pager", "MESSAGE_ID="+msgid.StateMovedAside)
+			if !strings.Contains(out, `"MOVED_TO":"/var/lib/npllm/baselines.json.damaged-`) {
+				return out
+			}
+			return ""
+		})
+		if out, err := c.run("sh", "-c", "ls /var/lib/npllm/baselines.json.damaged-*"); err != nil {
+			t.Errorf("no moved-aside file: %v %s", err, out)
 		}
 	})
 

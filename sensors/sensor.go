@@ -95,6 +95,8 @@ type Env struct {
 	ForceVariant map[string]string
 	// Hub receives the events of event sensors (nil: they cannot start).
 	Hub *Hub
+	// Disks chooses which file systems the disks sensor asks.
+	Disks DiskOptions
 }
 
 // State of a sensor as shown to users.

@@ -87,7 +87,7 @@ func alertCmd(env *Env) *cobra.Command {
 
 func baselineCmd(env *Env) *cobra.Command {
 	var forget bool
-	cmd := daemonCmd(env, "read", "baseline PROGRAM", "what npllmd has learned is normal for a program (peak memory, CPU time, lifetime, crashes)",
+	cmd := daemonCmd(env, "read", "baseline PROGRAM", "what npllmd has learned is normal for a program you run (peak memory, CPU time, lifetime, crashes)",
 		nargs(1, 1, "baseline PROGRAM [--forget]   (PROGRAM: a process name as in top)"),
 		func(ctx context.Context, env *Env, c *client.Client, args []string) error {
 			program := args[0]

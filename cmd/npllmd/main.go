@@ -60,7 +60,7 @@ bus cannot be reached, 2 on bad options.
 	disable := flags.String("disable-sensor", "", "comma-separated sensors to leave off")
 	enable := flags.String("enable-sensor", "", "comma-separated sensors to start although they are off by default (e.g. syscalls)")
 	stateDir := flags.String("state-dir", defaultStateDir(), "where the event journal and learned baselines are kept ($STATE_DIRECTORY under systemd)")
-	configPath := flags.String("config", "/etc/npllm/npllmd.toml", "alert thresholds ([alerts] table); a missing file means the documented defaults")
+	configPath := flags.String("config", "/etc/npllm/npllmd.toml", "alert thresholds ([alerts] table) and which file systems are watched ([disks]); a missing file means the documented defaults")
 	queue := flags.Int("event-queue", 65536, "events buffered between sensors and the journal; beyond it events are dropped and counted")
 	journalSync := flags.Duration("journal-sync-interval", 5*time.Second, "how often the event journal is fsynced: what a power loss can lose (urgent events are fsynced at once)")
 	showVersion := flags.Bool("version", false, "print the version and exit")
@@ -91,14 +91,14 @@ bus cannot be reached, 2 on bad options.
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	thresholds, err := alerts.LoadConfig(*configPath)
+	config, err := alerts.LoadFile(*configPath)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "npllmd: --config: %v\n", err)
 		os.Exit(2)
 	}
 	log := systemd.Logger("npllmd", level)
 	slog.SetDefault(log)
-	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, *journalSync, thresholds}); err != nil {
+	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, *journalSync, config.Alerts, config.Disks}); err != nil {
 		log.Error("npllmd stopped", "err", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -113,6 +113,7 @@ type options struct {
 	queue    int
 	jsync    time.Duration
 	alerts   alerts.Config
+	disks    sensors.DiskOptions
 }
 
 func defaultStateDir() string {
@@ -145,14 +146,11 @@ func run(log *slog.Logger, o options) error {
 		}
 	}()
 
-	mgr := sensors.NewManager(ctx, &sensors.Env{Log: log, ForceVariant: o.forced, Hub: hub}, o.enabled)
+	mgr := sensors.NewManager(ctx, &sensors.Env{Log: log, ForceVariant: o.forced, Hub: hub, Disks: o.disks}, o.enabled)
 	defer mgr.Close()
 
 	// committed events → alert engine (learns baselines) → Alert signals
-	baselines, err := alerts.OpenBaselines(filepath.Join(o.stateDir, "baselines.json"))
-	if err != nil {
-		return err
-	}
+	baselines := alerts.OpenBaselines(filepath.Join(o.stateDir, "baselines.json"), log)
 	defer func() {
 		if err := baselines.Save(); err != nil {
 			log.Error("save baselines", "err", err)

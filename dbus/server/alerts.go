@@ -126,9 +126,13 @@ func (a *assistant) GetBaseline(msg dbus.Message, program string) (out map[strin
 	if a.s.cfg.Baselines == nil {
 		return nil, api.NewError(api.ErrNotSupported, "this daemon keeps no baselines")
 	}
-	bl, ok := a.s.cfg.Baselines.Get(program)
+	callerUID, err := c.callerUID()
+	if err != nil {
+		return nil, ToDBus(err)
+	}
+	bl, ok := a.s.cfg.Baselines.Get(callerUID, program) // the caller's own runs
 	if !ok {
-		return nil, api.NewError(api.ErrInvalidArgument, "no baseline for %q yet: it is learned from finished runs of the program (by process name)", program)
+		return nil, api.NewError(api.ErrInvalidArgument, "no baseline for %q run by uid %d yet: it is learned from your finished runs of the program (by process name)", program, callerUID)
 	}
 	b := baselineOf(bl)
 	return b.Encode(), nil
@@ -144,8 +148,12 @@ func (a *assistant) ForgetBaseline(msg dbus.Message, program string, options map
 	if a.s.cfg.Baselines == nil {
 		return api.NewError(api.ErrNotSupported, "this daemon keeps no baselines")
 	}
-	if _, ok := a.s.cfg.Baselines.Get(program); !ok {
-		return api.NewError(api.ErrInvalidArgument, "no baseline for %q", program)
+	callerUID, err := c.callerUID()
+	if err != nil {
+		return ToDBus(err)
+	}
+	if _, ok := a.s.cfg.Baselines.Get(callerUID, program); !ok {
+		return api.NewError(api.ErrInvalidArgument, "no baseline for %q run by uid %d", program, callerUID)
 	}
 	o := optionReader{method: "ForgetBaseline", opts: options}
 	interactive := c.interactive(&o)
@@ -155,7 +163,7 @@ func (a *assistant) ForgetBaseline(msg dbus.Message, program string, options map
 	if derr := c.authorize(c.rule.Action, map[string]string{"setting": "forget the baseline of " + program, "program": program}, interactive); derr != nil {
 		return derr
 	}
-	a.s.cfg.Baselines.Forget(program)
+	a.s.cfg.Baselines.Forget(callerUID, program)
 	if err := a.s.cfg.Baselines.Save(); err != nil {
 		return ToDBus(err)
 	}

@@ -172,7 +172,7 @@ func TestDamagedJournalIsMovedAsideAndNpllmdStartsWithTheGoodPart(t *testing.T) 
 	if len(after) == 0 || after[len(after)-1]["seq"].Value().(uint64) <= lastSeq {
 		t.Fatal("no new events above the old seqs after the restart")
 	}
-	moved, _ := filepath.Glob(filepath.Join(state, "journal", "*.corrupt-*"))
+	moved, _ := filepath.Glob(filepath.Join(state, "journal", "*.damaged-*"))
 	if len(moved) != 2 {
 		t.Errorf("moved aside: %v (want the segment and the seq floor)", moved)
 	}

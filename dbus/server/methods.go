@@ -101,7 +101,7 @@ func (a *assistant) GetProcess(msg dbus.Message, pid uint32) (info map[string]db
 	var baseline *api.Baseline
 	if a.s.cfg.Baselines != nil {
 		// The learned normal next to the current values.
-		if bl, ok := a.s.cfg.Baselines.Get(p.Comm); ok {
+		if bl, ok := a.s.cfg.Baselines.Get(p.UID, p.Comm); ok {
 			b := baselineOf(bl)
 			baseline = &b
 		}

@@ -28,7 +28,7 @@ func (a *assistant) SignalProcess(msg dbus.Message, pid uint32, startTime uint64
 		return ToDBus(err)
 	}
 	details := map[string]string{"signal": name, "operation": "send SIG" + name + " to"}
-	return c.onProcess(pid, startTime, options, details, false, func(t *actions.Target) error { return t.Signal(sig) })
+	return c.onProcess(pid, startTime, options, details, nil, func(t *actions.Target) error { return t.Signal(sig) })
 }
 
 func (a *assistant) SetProcessPriority(msg dbus.Message, pid uint32, startTime uint64, nice int32, options map[string]dbus.Variant) (derr *dbus.Error) {
@@ -42,7 +42,12 @@ func (a *assistant) SetProcessPriority(msg dbus.Message, pid uint32, startTime u
 	}
 	n := strconv.Itoa(int(nice))
 	details := map[string]string{"nice": n, "operation": "set the nice value to " + n + " of"}
-	return c.onProcess(pid, startTime, options, details, nice < 0, func(t *actions.Target) error { return t.SetNice(nice) })
+	// As the kernel: below 0, or below any thread's current value, is root's power.
+	escalate := func(t *actions.Target) (bool, error) {
+		raises, err := t.RaisesNice(nice)
+		return nice < 0 || raises, err
+	}
+	return c.onProcess(pid, startTime, options, details, escalate, func(t *actions.Target) error { return t.SetNice(nice) })
 }
 
 func (a *assistant) SetProcessIOPriority(msg dbus.Message, pid uint32, startTime uint64, class string, level int32, options map[string]dbus.Variant) (derr *dbus.Error) {
@@ -57,7 +62,11 @@ func (a *assistant) SetProcessIOPriority(msg dbus.Message, pid uint32, startTime
 	}
 	l := strconv.Itoa(int(level))
 	details := map[string]string{"io_class": class, "io_level": l, "operation": "set the I/O priority to " + class + " " + l + " of"}
-	return c.onProcess(pid, startTime, options, details, class == "realtime", func(t *actions.Target) error { return t.SetIOPriority(classID, level) })
+	escalate := func(t *actions.Target) (bool, error) {
+		raises, err := t.RaisesIOPriority(classID, level)
+		return class == "realtime" || raises, err
+	}
+	return c.onProcess(pid, startTime, options, details, escalate, func(t *actions.Target) error { return t.SetIOPriority(classID, level) })
 }
 
 func (a *assistant) ManageUnit(msg dbus.Message, unit, verb string, options map[string]dbus.Variant) (job dbus.ObjectPath, derr *dbus.Error) {
@@ -147,9 +156,10 @@ func (a *assistant) GetUnit(msg dbus.Message, unit string) (out map[string]dbus.
 }
 
 // onProcess pins the target, authorizes the caller for it and acts.
-// escalate marks requests that go beyond what a user may do to their own
-// processes (raising priority), which need the any-process action.
-func (c *call) onProcess(pid uint32, startTime uint64, options map[string]dbus.Variant, details map[string]string, escalate bool, act func(*actions.Target) error) *dbus.Error {
+// escalate, if set, says whether the request goes beyond what a user may
+// do to their own processes (raising priority above the current one); such
+// requests need the any-process action.
+func (c *call) onProcess(pid uint32, startTime uint64, options map[string]dbus.Variant, details map[string]string, escalate func(*actions.Target) (bool, error), act func(*actions.Target) error) *dbus.Error {
 	c.audit = append(c.audit, "pid", pid, "start_time", startTime)
 	for k, v := range details {
 		if k != "operation" {
@@ -173,8 +183,14 @@ func (c *call) onProcess(pid uint32, startTime uint64, options map[string]dbus.V
 	user := sensors.UserName(t.UID)
 	c.audit = append(c.audit, "comm", t.Comm, "target_uid", t.UID)
 	action := c.rule.ActionFor(callerUID, t.UID)
-	if escalate {
-		action = polkit.ActionManageAnyProcess
+	if escalate != nil {
+		up, err := escalate(t)
+		if err != nil {
+			return ToDBus(err)
+		}
+		if up {
+			action = polkit.ActionManageAnyProcess
+		}
 	}
 	details["pid"] = strconv.FormatUint(uint64(pid), 10)
 	details["uid"] = strconv.FormatUint(uint64(t.UID), 10)

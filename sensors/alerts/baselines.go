@@ -1,13 +1,11 @@
 package alerts
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
+	"cmp"
+	"container/list"
+	"log/slog"
 	"slices"
-	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -15,19 +13,42 @@ import (
 // Baselines learn each program's normal from its finished runs (the
 // process.exit events): peak RSS, CPU time and lifetime of its last
 // baselineWindow runs, an EWMA of peak RSS, and how often it crashed.
-// Programs are keyed by comm (the kernel's 15-character process name),
-// which exit events, the process table and alerts all share. They are
-// persisted as JSON in the state directory, written atomically.
+//
+// A baseline belongs to a user: it is keyed by (uid, program), the program
+// being comm (the kernel's 15-character process name, which exit events,
+// the process table and alerts share). comm is chosen by whoever runs the
+// program, so a key without the uid would let any user teach npllmd that
+// a 2 GiB "postgres" is normal for root. Eviction is per user too: a user
+// is held to maxPerUser programs, and when the whole set is full the user
+// with the most programs loses their least recently seen one, so a flood
+// of names from one user never flushes another user's (or root's)
+// baselines. Persisted as JSON in the state directory (baselines_file.go).
 type Baselines struct {
 	path string
+	log  *slog.Logger
 
 	mu    sync.Mutex
-	byKey map[string]*Baseline
+	users map[uint32]*userBaselines
+	total int
 	dirty bool
 }
 
-// Baseline is one program's learned normal.
+// userBaselines are one user's, least recently seen at the back, so that
+// eviction costs O(1) and not a scan of the whole set.
+type userBaselines struct {
+	lru       *list.List // of *Baseline
+	byProgram map[string]*list.Element
+}
+
+// Key names one baseline.
+type Key struct {
+	UID     uint32
+	Program string
+}
+
+// Baseline is one program's learned normal for one user.
 type Baseline struct {
+	UID        uint32   `json:"uid"`
 	Program    string   `json:"program"`
 	Runs       uint64   `json:"runs"`
 	Crashes    uint64   `json:"crashes"`
@@ -40,44 +61,48 @@ type Baseline struct {
 
 const (
 	baselineWindow = 64   // runs kept per program
-	maxPrograms    = 4096 // least recently seen programs are forgotten beyond this
+	maxPerUser     = 1024 // programs kept per user
+	maxPrograms    = 4096 // programs kept in all
+	maxProgramLen  = 64   // comm is at most 15 bytes today; room for longer names
 	ewmaWeight     = 0.2
 )
 
-// OpenBaselines loads path (a missing file is an empty set).
-func OpenBaselines(path string) (*Baselines, error) {
-	b := &Baselines{path: path, byKey: map[string]*Baseline{}}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return b, nil
+func newBaselines(path string, log *slog.Logger) *Baselines {
+	if log == nil {
+		log = slog.Default()
 	}
-	if err != nil {
-		return nil, err
-	}
-	var list []*Baseline
-	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	for _, bl := range list {
-		b.byKey[bl.Program] = bl
-	}
-	return b, nil
+	return &Baselines{path: path, log: log, users: map[uint32]*userBaselines{}}
 }
 
-// Observe records one finished run.
-func (b *Baselines) Observe(program string, maxRSS, cpuNS, lifetimeNS uint64, crashed bool, now time.Time) {
-	if program == "" || maxRSS == 0 {
+func (b *Baselines) get(k Key) (*list.Element, *userBaselines) {
+	u := b.users[k.UID]
+	if u == nil {
+		return nil, nil
+	}
+	return u.byProgram[k.Program], u
+}
+
+// Observe records one finished run of program by uid.
+func (b *Baselines) Observe(uid uint32, program string, maxRSS, cpuNS, lifetimeNS uint64, crashed bool, now time.Time) {
+	if program == "" || len(program) > maxProgramLen || maxRSS == 0 {
 		return // the procfs fallback does not know peak RSS
 	}
+	k := Key{uid, program}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	bl, ok := b.byKey[program]
-	if !ok {
-		if len(b.byKey) >= maxPrograms {
-			b.evictOldest()
+	var bl *Baseline
+	if el, u := b.get(k); el != nil {
+		u.lru.MoveToFront(el)
+		bl = el.Value.(*Baseline)
+	} else {
+		switch {
+		case u != nil && u.lru.Len() >= maxPerUser:
+			b.evictOldest(uid)
+		case b.total >= maxPrograms:
+			b.evictOldest(b.biggestUser())
 		}
-		bl = &Baseline{Program: program, EWMARSS: float64(maxRSS)}
-		b.byKey[program] = bl
+		bl = &Baseline{UID: uid, Program: program, EWMARSS: float64(maxRSS)}
+		b.add(bl, true)
 	}
 	bl.Runs++
 	if crashed {
@@ -91,6 +116,35 @@ func (b *Baselines) Observe(program string, maxRSS, cpuNS, lifetimeNS uint64, cr
 	b.dirty = true
 }
 
+// add puts bl in front (most recent) or at the back of its user's list.
+func (b *Baselines) add(bl *Baseline, front bool) {
+	u := b.users[bl.UID]
+	if u == nil {
+		u = &userBaselines{lru: list.New(), byProgram: map[string]*list.Element{}}
+		b.users[bl.UID] = u
+	}
+	if front {
+		u.byProgram[bl.Program] = u.lru.PushFront(bl)
+	} else {
+		u.byProgram[bl.Program] = u.lru.PushBack(bl)
+	}
+	b.total++
+}
+
+func (b *Baselines) remove(k Key) bool {
+	el, u := b.get(k)
+	if el == nil {
+		return false
+	}
+	u.lru.Remove(el)
+	delete(u.byProgram, k.Program)
+	if u.lru.Len() == 0 {
+		delete(b.users, k.UID)
+	}
+	b.total--
+	return true
+}
+
 func pushWindow(w []uint64, v uint64) []uint64 {
 	w = append(w, v)
 	if len(w) > baselineWindow {
@@ -99,88 +153,66 @@ func pushWindow(w []uint64, v uint64) []uint64 {
 	return w
 }
 
-func (b *Baselines) evictOldest() {
-	var oldest string
-	var at int64
-	for k, bl := range b.byKey {
-		if oldest == "" || bl.LastSeenNS < at {
-			oldest, at = k, bl.LastSeenNS
+// biggestUser is the uid with the most programs (the highest uid on a
+// tie, so root is never chosen while another user has as many).
+func (b *Baselines) biggestUser() uint32 {
+	var best uint32
+	n := -1
+	for uid, u := range b.users {
+		if c := u.lru.Len(); c > n || (c == n && uid > best) {
+			best, n = uid, c
 		}
 	}
-	delete(b.byKey, oldest)
+	return best
 }
 
-// Get returns a copy of one program's baseline.
-func (b *Baselines) Get(program string) (Baseline, bool) {
+// evictOldest forgets uid's least recently seen program.
+func (b *Baselines) evictOldest(uid uint32) {
+	if u := b.users[uid]; u != nil && u.lru.Len() > 0 {
+		old := u.lru.Back().Value.(*Baseline)
+		b.remove(Key{old.UID, old.Program})
+	}
+}
+
+// Get returns a copy of uid's baseline of program.
+func (b *Baselines) Get(uid uint32, program string) (Baseline, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	bl, ok := b.byKey[program]
-	if !ok {
+	el, _ := b.get(Key{uid, program})
+	if el == nil {
 		return Baseline{}, false
 	}
+	bl := el.Value.(*Baseline)
 	c := *bl
 	c.RSS, c.CPU, c.Lifetime = slices.Clone(bl.RSS), slices.Clone(bl.CPU), slices.Clone(bl.Lifetime)
 	return c, true
 }
 
-// Forget drops a program's baseline; it reports whether there was one.
-func (b *Baselines) Forget(program string) bool {
+// Forget drops uid's baseline of program; it reports whether there was one.
+func (b *Baselines) Forget(uid uint32, program string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, ok := b.byKey[program]
-	delete(b.byKey, program)
+	ok := b.remove(Key{uid, program})
 	b.dirty = b.dirty || ok
 	return ok
 }
 
-// Programs lists the programs with a baseline.
-func (b *Baselines) Programs() []string {
+// Keys lists every baseline's key, by uid then program.
+func (b *Baselines) Keys() []Key {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]string, 0, len(b.byKey))
-	for k := range b.byKey {
-		out = append(out, k)
+	out := make([]Key, 0, b.total)
+	for uid, u := range b.users {
+		for p := range u.byProgram {
+			out = append(out, Key{uid, p})
+		}
 	}
-	sort.Strings(out)
+	slices.SortFunc(out, compareKeys)
 	return out
 }
 
-// Save writes the baselines if they changed (temporary file, fsync,
-// rename: a crash leaves the old file or the new one).
-func (b *Baselines) Save() error {
-	b.mu.Lock()
-	if !b.dirty {
-		b.mu.Unlock()
-		return nil
-	}
-	list := make([]*Baseline, 0, len(b.byKey))
-	for _, bl := range b.byKey {
-		list = append(list, bl)
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].Program < list[j].Program })
-	data, err := json.Marshal(list)
-	b.dirty = false
-	b.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(b.path), ".baselines-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), b.path)
+func compareKeys(a, b Key) int {
+	return cmp.Or(cmp.Compare(a.UID, b.UID), strings.Compare(a.Program, b.Program))
 }
 
 // Percentile of a window (nearest rank); 0 for an empty window.

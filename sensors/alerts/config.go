@@ -3,6 +3,7 @@ package alerts
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"sort"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/npllm/npllm/sensors"
 )
 
 // Config holds the alert thresholds. Defaults follow what users already
@@ -79,39 +82,47 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // ErrInvalidConfig marks a setting that is unknown or out of range.
 var ErrInvalidConfig = errors.New("invalid setting")
 
-// fileConfig is the layout of npllmd.toml.
-type fileConfig struct {
-	Alerts Config `toml:"alerts"`
+// File is the layout of npllmd.toml: the [alerts] thresholds, and the
+// [disks] table that says which file systems are asked how full they are.
+type File struct {
+	Alerts Config              `toml:"alerts"`
+	Disks  sensors.DiskOptions `toml:"disks"`
 }
 
-// LoadConfig reads path over the defaults. A missing file gives the
+// LoadFile reads path over the defaults. A missing file gives the
 // defaults; unknown keys and bad values are errors naming the key.
-func LoadConfig(path string) (Config, error) {
-	fc := fileConfig{Alerts: DefaultConfig()}
+func LoadFile(path string) (File, error) {
+	fc := File{Alerts: DefaultConfig()}
 	md, err := toml.DecodeFile(path, &fc)
 	if errors.Is(err, os.ErrNotExist) {
-		return DefaultConfig(), nil
+		return File{Alerts: DefaultConfig()}, nil
 	}
 	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		var keys []string
 		for _, k := range und {
 			keys = append(keys, k.String())
 		}
-		return Config{}, fmt.Errorf("%s: %w: unknown keys %s", path, ErrInvalidConfig, strings.Join(keys, ", "))
+		return File{}, fmt.Errorf("%s: %w: unknown keys %s", path, ErrInvalidConfig, strings.Join(keys, ", "))
 	}
 	if err := fc.Alerts.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return fc.Alerts, nil
+	return fc, nil
+}
+
+// LoadConfig reads the [alerts] thresholds of path (see LoadFile).
+func LoadConfig(path string) (Config, error) {
+	f, err := LoadFile(path)
+	return f.Alerts, err
 }
 
 // Validate checks every threshold's range.
 func (c Config) Validate() error {
 	pct := func(key string, v float64) error {
-		if v <= 0 || v > 100 {
+		if !(v > 0 && v <= 100) { // also false for NaN
 			return fmt.Errorf("%w: %s must be in (0, 100], not %g", ErrInvalidConfig, key, v)
 		}
 		return nil
@@ -136,8 +147,8 @@ func (c Config) Validate() error {
 	if c.DiskCriticalPercent < c.DiskWarningPercent {
 		return fmt.Errorf("%w: disk_critical_percent (%g) is below disk_warning_percent (%g)", ErrInvalidConfig, c.DiskCriticalPercent, c.DiskWarningPercent)
 	}
-	if c.AnomalyFactor < 1 || c.AnomalyMinSamples < 1 {
-		return fmt.Errorf("%w: anomaly_rss_factor must be ≥ 1 and anomaly_min_samples ≥ 1", ErrInvalidConfig)
+	if !(c.AnomalyFactor >= 1) || math.IsInf(c.AnomalyFactor, 0) || c.AnomalyMinSamples < 1 {
+		return fmt.Errorf("%w: anomaly_rss_factor must be a finite number ≥ 1 and anomaly_min_samples ≥ 1, not %g and %d", ErrInvalidConfig, c.AnomalyFactor, c.AnomalyMinSamples)
 	}
 	return nil
 }
@@ -175,13 +186,13 @@ func (c Config) With(settings map[string]any) (Config, error) {
 			f.Set(reflect.ValueOf(d))
 		case float64:
 			n, ok := number(val)
-			if !ok {
-				return Config{}, fmt.Errorf("%w: %s takes a number, not %v", ErrInvalidConfig, key, val)
+			if !ok || math.IsNaN(n) || math.IsInf(n, 0) {
+				return Config{}, fmt.Errorf("%w: %s takes a finite number, not %v", ErrInvalidConfig, key, val)
 			}
 			f.SetFloat(n)
 		case uint64, int:
 			n, ok := number(val)
-			if !ok || n < 0 || n != float64(int64(n)) {
+			if !ok || !(n >= 0 && n < 1<<63) || n != float64(int64(n)) {
 				return Config{}, fmt.Errorf("%w: %s takes a non-negative integer, not %v", ErrInvalidConfig, key, val)
 			}
 			if f.Kind() == reflect.Uint64 {

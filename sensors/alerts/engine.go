@@ -216,8 +216,8 @@ func (e *Engine) Event(ev sensors.Event, now time.Time) {
 		sig, core := x.Signal, x.CoreDumped
 		name, crashed := fatalSignals[sig]
 		crashed = crashed || core
-		if e.baselines != nil {
-			e.baselines.Observe(ev.Comm, x.MaxRSSBytes, x.CPUNS, x.RuntimeNS, crashed, now)
+		if e.baselines != nil && ev.HasUID { // a run nobody can be held to teaches nothing
+			e.baselines.Observe(ev.UID, ev.Comm, x.MaxRSSBytes, x.CPUNS, x.RuntimeNS, crashed, now)
 		}
 		if !crashed {
 			return
@@ -353,6 +353,9 @@ func (e *Engine) diskRule(snap *sensors.Snapshot, now time.Time) {
 	for _, d := range snap.Disks {
 		id := api.KindDiskFull + "/" + d.Mount
 		seen[id] = true
+		if d.Unknown {
+			continue // a hung mount keeps whatever alert it had
+		}
 		used := max(d.UsedPercent, d.InodesPercent)
 		_, active := e.active[id]
 		switch {
@@ -462,7 +465,7 @@ func (e *Engine) processRules(now time.Time) {
 	}
 	over := map[string]bool{}
 	for _, p := range byMem {
-		bl, ok := e.baselines.Get(p.Comm)
+		bl, ok := e.baselines.Get(p.UID, p.Comm)
 		if !ok || bl.Runs < uint64(e.cfg.AnomalyMinSamples) {
 			continue
 		}

@@ -161,17 +161,14 @@ func (f fakeProcs) List(sensors.ListOptions) ([]sensors.Process, error) { return
 
 func TestAnomalyComparesAProcessWithItsOwnBaseline(t *testing.T) {
 	dir := t.TempDir()
-	b, err := OpenBaselines(filepath.Join(dir, "baselines.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := OpenBaselines(filepath.Join(dir, "baselines.json"), nil)
 	cfg := DefaultConfig()
 	cfg.AnomalyMinBytes = 10 << 20
-	procs := fakeProcs{{PID: 5, StartTime: 9, Comm: "tool", RSSBytes: 100 << 20}}
+	procs := fakeProcs{{PID: 5, StartTime: 9, UID: 1000, Comm: "tool", RSSBytes: 100 << 20}}
 	e := New(cfg, b, procs, nil)
 	now := time.Unix(1000, 0)
 	for i := range 5 {
-		e.Event(sensors.Event{Seq: uint64(i + 1), Kind: api.KindProcessExit, Comm: "tool", Exit: &api.ExitStatus{MaxRSSBytes: 20 << 20}}, now)
+		e.Event(sensors.Event{Seq: uint64(i + 1), Kind: api.KindProcessExit, UID: 1000, HasUID: true, Comm: "tool", Exit: &api.ExitStatus{MaxRSSBytes: 20 << 20}}, now)
 	}
 	e.Machine(&sensors.Snapshot{}, now)
 	a, ok := e.Get("process.anomaly/5/9")
@@ -181,14 +178,14 @@ func TestAnomalyComparesAProcessWithItsOwnBaseline(t *testing.T) {
 	if err := b.Save(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := OpenBaselines(filepath.Join(dir, "baselines.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bl, ok := again.Get("tool"); !ok || bl.Runs != 5 || Percentile(bl.RSS, 0.95) != 20<<20 {
+	again := OpenBaselines(filepath.Join(dir, "baselines.json"), nil)
+	if bl, ok := again.Get(1000, "tool"); !ok || bl.Runs != 5 || Percentile(bl.RSS, 0.95) != 20<<20 {
 		t.Fatalf("baseline after reload: %+v", bl)
 	}
-	if !again.Forget("tool") || again.Forget("tool") {
+	if _, ok := again.Get(0, "tool"); ok {
+		t.Error("uid 1000's runs made a baseline for root")
+	}
+	if !again.Forget(1000, "tool") || again.Forget(1000, "tool") {
 		t.Error("Forget")
 	}
 }

@@ -319,7 +319,7 @@ func TestBboltJournalIsMigratedOrMovedAside(t *testing.T) {
 		t.Fatalf("a damaged journal.db stopped the journal: %v", err)
 	}
 	defer j.Close()
-	if moved, _ := filepath.Glob(filepath.Join(dir, "journal.db.corrupt-*")); len(moved) != 1 {
+	if moved, _ := filepath.Glob(filepath.Join(dir, "journal.db.damaged-*")); len(moved) != 1 {
 		t.Errorf("damaged journal.db not moved aside: %v", moved)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/systemd/msgid"
 )
 
 // capture is a logger whose lines a test can read.
@@ -184,12 +185,12 @@ func TestDamagedSegmentAndFloorAreMovedAsideAndTheRestServed(t *testing.T) {
 			t.Fatalf("event %d of the damaged segment served", ev.Seq)
 		}
 	}
-	aside, _ := filepath.Glob(bad + ".corrupt-*")
-	floors, _ := filepath.Glob(filepath.Join(jdir, "seq.floor.corrupt-*"))
+	aside, _ := filepath.Glob(bad + ".damaged-*")
+	floors, _ := filepath.Glob(filepath.Join(jdir, "seq.floor.damaged-*"))
 	if len(aside) != 1 || len(floors) != 1 {
 		t.Errorf("moved aside: %v %v", aside, floors)
 	}
-	if n := strings.Count(buf.String(), "message_id="+messageIDMovedAside); n != 2 {
+	if n := strings.Count(buf.String(), "message_id="+msgid.StateMovedAside); n != 2 {
 		t.Errorf("%d log lines with the MESSAGE_ID, want 2: %s", n, buf.String())
 	}
 	j.Append(sensors.Event{Kind: "process.exit"})

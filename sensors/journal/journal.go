@@ -58,9 +58,6 @@ type Options struct {
 	OnCommit func([]sensors.Event)
 }
 
-// messageIDMovedAside marks log lines about damaged state set aside.
-const messageIDMovedAside = "5b1c6e2f0a8d4b7c9e3f1a2b4c6d8e0f"
-
 // Journal is the event store.
 type Journal struct {
 	dir  string // <state>/journal

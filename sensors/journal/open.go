@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/npllm/npllm/sensors"
+	"github.com/npllm/npllm/systemd/msgid"
 )
 
 // lockDir keeps a second npllmd (or a test) from writing the same journal;
@@ -113,11 +114,14 @@ func (j *Journal) load() error {
 // moveAside renames damaged state with a timestamp, so it can be looked at
 // and never stops the daemon.
 func (j *Journal) moveAside(path string, why error) {
-	to := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000Z")
-	err := os.Rename(path, to)
+	to := path + ".damaged-" + time.Now().UTC().Format("20060102T150405.000Z")
 	j.c.movedAside.Add(1)
-	j.log.Error("journal: damaged file moved aside", "path", path, "moved_to", to, "err", why,
-		"rename_err", err, "message_id", messageIDMovedAside)
+	attrs := []any{msgid.Attr(msgid.StateMovedAside), "file", path, "reason", why.Error()}
+	if err := os.Rename(path, to); err != nil {
+		j.log.Error("journal: cannot move a damaged file aside", append(attrs, "err", err)...)
+		return
+	}
+	j.log.Error("journal: damaged file moved aside; starting with the rest", append(attrs, "moved_to", to)...)
 }
 
 // migrate takes the events and the next seq of a bbolt journal.db of
