@@ -59,6 +59,7 @@ type Agent struct {
 	Notifier        *Notifier
 	Tray            *Tray
 	log             *slog.Logger
+	model           ask.ModelConfig
 }
 
 // NewAgent connects to both buses and the notification server.
@@ -94,7 +95,7 @@ func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
 		session.Close()
 		return nil, err
 	}
-	a := &Agent{System: system, Session: session, Client: cl, Notifier: notifier, log: log}
+	a := &Agent{System: system, Session: session, Client: cl, Notifier: notifier, log: log, model: cfg.Model}
 	if cfg.Tray == nil || *cfg.Tray {
 		a.Tray = NewTray(session, cl, notifier, muted, log)
 	}
@@ -118,6 +119,7 @@ func (a *Agent) Run(ctx context.Context, extra func(client.Notice)) error {
 	if a.Tray != nil {
 		go a.Tray.Run(ctx)
 	}
+	go a.FindModel(ctx, a.model)
 	for n := range notices {
 		switch n := n.(type) {
 		case client.AlertRaised:

@@ -36,6 +36,10 @@ type Notifier struct {
 	bursts  map[string]*shown // kind → open burst notification
 	seen    map[string]bool   // alert ids already notified (no duplicates after a daemon restart)
 	lastSeq uint64            // newest journal seq the agent has accounted for
+
+	explainWith Explainer         // nil: no model found, no "Explain" button
+	explained   map[string]string // alert id → the model's explanation
+	onExplained func()            // the tray redraws
 }
 
 // shown is one notification on screen.
@@ -67,8 +71,7 @@ var burstKinds = map[string]string{
 
 // NewNotifier connects to the notification server on session.
 func NewNotifier(session *dbus.Conn, client client.API, mutes *mutes.Set, log *slog.Logger) (*Notifier, error) {
-	n := &Notifier{client: client, mutes: mutes, log: log, now: time.Now,
-		byAlert: map[string]*shown{}, byNote: map[uint32]*shown{}, bursts: map[string]*shown{}, seen: map[string]bool{}}
+	n := newNotifier(client, mutes, log)
 	notes, err := notify.New(session,
 		notify.WithOnAction(func(s *notify.ActionInvokedSignal) { go n.onAction(s.ID, s.ActionKey) }),
 		notify.WithOnClosed(func(s *notify.NotificationClosedSignal) { n.onClosed(s.ID, s.Reason) }),
@@ -76,6 +79,18 @@ func NewNotifier(session *dbus.Conn, client client.API, mutes *mutes.Set, log *s
 	if err != nil {
 		return nil, fmt.Errorf("notification server: %w", err)
 	}
+	n.attach(notes)
+	return n, nil
+}
+
+func newNotifier(client client.API, mutes *mutes.Set, log *slog.Logger) *Notifier {
+	return &Notifier{client: client, mutes: mutes, log: log, now: time.Now,
+		byAlert: map[string]*shown{}, byNote: map[uint32]*shown{}, bursts: map[string]*shown{}, seen: map[string]bool{},
+		explained: map[string]string{}}
+}
+
+// attach starts using a notification server (tests attach a fake one).
+func (n *Notifier) attach(notes notify.Notifier) {
 	n.notes = notes
 	// Servers without body markup show text as given: escaping would then
 	// show "&lt;". Servers without actions get no buttons.
@@ -84,9 +99,8 @@ func NewNotifier(session *dbus.Conn, client client.API, mutes *mutes.Set, log *s
 		n.buttons = slices.Contains(caps, "actions")
 	} else {
 		n.markup, n.buttons = true, true
-		log.Warn("notification server capabilities unknown; assuming markup and actions", "err", err)
+		n.log.Warn("notification server capabilities unknown; assuming markup and actions", "err", err)
 	}
-	return n, nil
 }
 
 type slogPrinter struct{ log *slog.Logger }
@@ -130,12 +144,15 @@ func (n *Notifier) Raised(a api.Alert) {
 	}
 	s.urgency = urgencyOf(severity)
 	s.summary, s.body = texts(s, severity, kind, details)
+	if exp := n.explained[id]; exp != "" && len(s.alerts) == 1 {
+		s.body = explanationBody(exp) // the answer stays when the alert is updated
+	}
 	if !n.markup {
 		s.body = unescape(s.body)
 	}
 	s.actions = nil
 	if n.buttons {
-		s.actions = actionsFor(kind, s)
+		s.actions = actionsFor(kind, s, n.explainer() != nil)
 	}
 	n.send(s)
 }
@@ -185,6 +202,7 @@ func (n *Notifier) Cleared(id string) {
 	n.mu.Lock()
 	s := n.byAlert[id]
 	delete(n.byAlert, id)
+	delete(n.explained, id)
 	if s == nil {
 		n.mu.Unlock()
 		return

@@ -38,7 +38,7 @@ func targetOf(a *api.Alert) target {
 
 // actionsFor picks the buttons that make sense for a kind; the first is
 // also the default action (a click on the notification).
-func actionsFor(kind string, s *shown) []notify.Action {
+func actionsFor(kind string, s *shown, explain bool) []notify.Action {
 	comm := plain(s.target.comm)
 	var acts []notify.Action
 	canAct := s.target.pid != 0 && len(s.alerts) == 1
@@ -62,6 +62,9 @@ func actionsFor(kind string, s *shown) []notify.Action {
 		acts = append(acts, notify.Action{Key: "restart", Label: "Restart unit"}, notify.Action{Key: "details", Label: "Details"})
 	default:
 		acts = append(acts, notify.Action{Key: "details", Label: "Details"})
+	}
+	if explain {
+		acts = append(acts, notify.Action{Key: "explain", Label: "Explain"})
 	}
 	return append([]notify.Action{{Key: "default", Label: acts[0].Label}}, acts...)
 }
@@ -90,11 +93,11 @@ func (n *Notifier) onAction(id uint32, key string) {
 
 // AlertActions are the buttons for an active alert as ActiveAlerts lists
 // it (the tray's menu), keys and labels as on its notification.
-func AlertActions(a *api.Alert) (target, []notify.Action) {
+func AlertActions(a *api.Alert, explain bool) (target, []notify.Action) {
 	kind := a.Kind
 	t := targetOf(a)
 	s := &shown{kind: kind, alerts: []string{""}, apps: []string{t.comm}, target: t}
-	return t, actionsFor(kind, s)[1:] // without the "default" duplicate
+	return t, actionsFor(kind, s, explain)[1:] // without the "default" duplicate
 }
 
 // act performs a button's action for a target: from a notification, or
@@ -108,8 +111,15 @@ func (n *Notifier) act(key string, t target, kind string, apps []string) {
 		err := n.client.SignalProcess(ctx, t.pid, t.start, "TERM", client.CallOptions{Interactive: true})
 		n.result(err, "Asked "+comm+" to quit", "Could not terminate "+comm)
 	case "lower":
-		err := n.client.SetProcessPriority(ctx, t.pid, t.start, 10, client.CallOptions{Interactive: true})
-		n.result(err, "Lowered the priority of "+comm, "Could not lower the priority of "+comm)
+		// Never below the current nice value: raising priority needs an
+		// administrator (the kernel's rule), and "lower" must not do it.
+		nice, err := n.lowerNice(ctx, t)
+		if err == nil {
+			err = n.client.SetProcessPriority(ctx, t.pid, t.start, nice, client.CallOptions{Interactive: true})
+		}
+		n.result(err, fmt.Sprintf("Lowered the priority of %s (nice %d)", comm, nice), "Could not lower the priority of "+comm)
+	case "explain":
+		n.explain(ctx, t)
 	case "restart":
 		_, err := n.client.ManageUnit(ctx, t.unit, "restart", client.CallOptions{Interactive: true})
 		n.result(err, "Restarting "+plain(t.unit), "Could not restart "+plain(t.unit))
@@ -132,6 +142,19 @@ func (n *Notifier) act(key string, t target, kind string, apps []string) {
 		n.inform(a.Summary, detailsBody(&a))
 	}
 }
+
+// lowerNice is the nice value "Lower its priority" sets: 10, or the
+// process's current value when that is already lower priority.
+func (n *Notifier) lowerNice(ctx context.Context, t target) (int32, error) {
+	p, err := n.client.GetProcess(ctx, t.pid)
+	if err != nil {
+		return 0, err
+	}
+	return max(p.Nice, lowPriorityNice), nil
+}
+
+// lowPriorityNice is what "Lower its priority" aims for.
+const lowPriorityNice = 10
 
 func (n *Notifier) result(err error, ok, failed string) {
 	if err == nil {

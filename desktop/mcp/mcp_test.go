@@ -202,6 +202,16 @@ func tools(t *testing.T, r stepResult) map[string]listedTool {
 func TestSDKClientOverStdioSeesToolsStatusAndEvents(t *testing.T) {
 	testbus.Privileged(t)
 	b := startDaemon(t)
+	// Other tests on this machine exec too: read from the seq before ours.
+	conn, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := client.NewClient(conn).NewestSeq(context.Background())
+	conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var pids []int
 	for range 5 {
 		c := exec.Command("/bin/true")
@@ -212,7 +222,7 @@ func TestSDKClientOverStdioSeesToolsStatusAndEvents(t *testing.T) {
 	res := runNode(t, stdioPlan(b, []string{bin("npllm-agent"), "mcp"}, []step{
 		{Op: "listTools"},
 		{Op: "callTool", Name: "system_status"},
-		{Op: "callTool", Name: "recent_events", Arguments: map[string]any{"kind": "process.exec", "limit": 100}},
+		{Op: "callTool", Name: "recent_events", Arguments: map[string]any{"kind": "process.exec", "limit": 100, "after_seq": before}},
 		{Op: "listPrompts"},
 		{Op: "getPrompt", Name: "investigate-process", Arguments: map[string]any{"pid": strconv.Itoa(os.Getpid())}},
 		{Op: "readResource", URI: "npllm://status"},
