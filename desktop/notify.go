@@ -152,7 +152,7 @@ func (n *Notifier) Raised(a api.Alert) {
 	}
 	s.actions = nil
 	if n.buttons {
-		s.actions = actionsFor(kind, s, n.explainer() != nil)
+		s.actions = actionsFor(kind, s, n.explainWith != nil) // n.mu is held
 	}
 	n.send(s)
 }
