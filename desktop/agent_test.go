@@ -63,7 +63,10 @@ func setup(t *testing.T, alerts string) *world { return setupTB(t, alerts) }
 
 func setupB(b *testing.B) *world { return setupTB(b, "") }
 
-func setupTB(t testing.TB, alerts string) *world {
+func setupTB(t testing.TB, alerts string) *world { return setupWith(t, alerts, "") }
+
+// setupWith also writes the agent's agent.toml before it starts.
+func setupWith(t testing.TB, alerts, agentToml string) *world {
 	t.Helper()
 	w := &world{bus: testbus.ForTest(t)}
 	toml := "[alerts]\ndisk_warning_percent = 100\ndisk_critical_percent = 100\n" + alerts
@@ -71,6 +74,12 @@ func setupTB(t testing.TB, alerts string) *world {
 	w.daemon = w.bus.DaemonForTest(t, bin("npllmd"))
 	w.desk = testbus.DesktopForTest(t)
 	w.home = t.TempDir()
+	if agentToml != "" {
+		os.MkdirAll(filepath.Join(w.home, "config", "npllm"), 0o755)
+		if err := os.WriteFile(filepath.Join(w.home, "config", "npllm", "agent.toml"), []byte(agentToml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	w.startAgent(t)
 	return w
 }

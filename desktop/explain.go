@@ -68,6 +68,7 @@ func (n *Notifier) explain(_ context.Context, t target) {
 	if err != nil {
 		text = strings.TrimSpace(text + "\n\n(The model could not finish: " + err.Error() + ")")
 	}
+	n.log.Info("alert explained", "alert", t.alert, "bytes", len(text), "err", err)
 	n.showExplanation(t.alert, text, true)
 }
 

@@ -66,9 +66,9 @@ func runAsk(ctx context.Context, env *Env, config, question string, followUp, no
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, env.Timeout)
-	c, err := env.Connect(cctx)
-	cancel()
+	// The connection lives as long as the context it was opened with
+	// (godbus), so it is ctx's, not a shorter timeout's.
+	c, err := env.Connect(ctx)
 	if err != nil {
 		return &ExitError{Code: 3, Err: err}
 	}
