@@ -228,7 +228,7 @@ func (a *Agent) FindModel(ctx context.Context, cfg ask.ModelConfig) {
 	for {
 		ep, err := ask.Resolve(ctx, cfg, ask.ResolveOptions{})
 		if err == nil {
-			a.log.Info(`"Explain" uses the local model`, "model", ep.String())
+			a.log.Info("Explain button on: local model found", "model", ep.String())
 			a.Notifier.SetExplainer(&ModelExplainer{Client: a.Client, Endpoint: ep, Log: a.log}, func() {
 				if a.Tray != nil {
 					a.Tray.Changed()
@@ -238,7 +238,7 @@ func (a *Agent) FindModel(ctx context.Context, cfg ask.ModelConfig) {
 		}
 		if errors.Is(err, ask.ErrBadURL) || errors.Is(err, ask.ErrRemoteURL) || errors.Is(err, ask.ErrKeyFile) ||
 			errors.Is(err, ask.ErrKeyFileMode) || errors.Is(err, ask.ErrKeyFileOwner) {
-			a.log.Warn(`no "Explain" button: the [model] settings are refused`, "err", err)
+			a.log.Warn("no Explain button: the [model] settings are refused", "err", err)
 			return
 		}
 		a.log.Debug("no local model yet", "err", fmt.Sprint(err))

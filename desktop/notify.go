@@ -194,6 +194,7 @@ func (n *Notifier) send(s *shown) {
 		delete(n.byNote, s.id)
 		s.id = id
 	}
+	n.log.Debug("notification shown", "id", id, "kind", s.kind, "alert", s.alerts[len(s.alerts)-1])
 	n.byNote[id] = s
 }
 

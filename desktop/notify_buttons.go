@@ -85,6 +85,7 @@ func (n *Notifier) onAction(id uint32, key string) {
 	}
 	n.mu.Unlock()
 	if s == nil {
+		n.log.Debug("action on a notification that is not ours", "id", id, "action", key)
 		return
 	}
 	n.log.Info("notification action", "action", key, "alert", t.alert, "pid", t.pid)
