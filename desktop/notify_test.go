@@ -143,7 +143,7 @@ func TestButtonsDispatchToTheRightCall(t *testing.T) {
 	n.onAction(mid, "lower")
 	n.onAction(cid, "lower")
 	n.onAction(uid, "restart")
-	n.onAction(999, "terminate") // no such notification: nothing
+	n.onAction(999, "terminate")                  // no such notification: nothing
 	user := client.CallOptions{Interactive: true} // a click is the user's own request: not automated
 	want := []fakenpllmd.Call{
 		{Method: "SignalProcess", PID: 7, Start: 70, Arg: "TERM", Opts: user},
