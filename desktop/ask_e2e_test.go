@@ -174,3 +174,37 @@ func startTime(t *testing.T, pid int) uint64 {
 	n, _ := strconv.ParseUint(f[19], 10, 64)
 	return n
 }
+
+// A write the model asks for goes through the shared tool set, npllmd and
+// real polkit (root here: authorized without a prompt) to the process.
+// The fresh-consent prompt for each automated write is npllmd's part
+// (polkit actions agent-*) and is tested with pkttyagent there.
+func TestAskWriteReachesTheProcessThroughTheDaemon(t *testing.T) {
+	testbus.Privileged(t)
+	b := testbus.ForTest(t)
+	b.DaemonForTest(t, bin("npllmd"))
+	victim := exec.Command("sleep", "300")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Process.Kill()
+	args := fmt.Sprintf(`{"pid":%d,"start_time":%d,"signal":"TERM"}`, victim.Process.Pid, startTime(t, victim.Process.Pid))
+	m := asktest.New(t, asktest.Calls("signal_process", args[:10], args[10:]), asktest.Answer("Done."))
+	out, errOut, code := runAsk(t, b, modelConfig(t, m), "stop the sleeper")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	done := make(chan error, 1)
+	go func() { done <- victim.Wait() }()
+	select {
+	case <-done:
+		if ws, _ := victim.ProcessState.Sys().(syscall.WaitStatus); ws.Signal() != syscall.SIGTERM {
+			t.Errorf("the sleeper ended by %v, not SIGTERM", victim.ProcessState)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the sleeper did not get the signal\n%s", errOut)
+	}
+	if !strings.Contains(errOut, "← signal_process: Sent TERM to pid") {
+		t.Errorf("tool result not shown:\n%s", errOut)
+	}
+}
