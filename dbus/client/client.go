@@ -25,13 +25,13 @@ type CallOptions struct {
 	// Interactive lets polkit ask the user (through their desktop's or
 	// terminal's agent) instead of refusing.
 	Interactive bool
-	// Automated marks a write a model (or any other program acting for the
-	// user) asked for: npllmd checks it against polkit actions without a
-	// keep-window, so each such write is consented to afresh.
+	// Automated marks a write a model or a script chose (MCP bridge, ask
+	// loop): npllmd authorizes it with the agent-* polkit actions, which
+	// never keep an approval for the next call.
 	Automated bool
 }
 
-// options is the a{sv} every write carries.
+// options is the method's options argument for these call options.
 func (o CallOptions) options() map[string]dbus.Variant {
 	if o.Automated {
 		return api.Options(map[string]any{"automated": true})
