@@ -65,7 +65,12 @@ func TestAskAsksForConsentForEveryWrite(t *testing.T) {
 	m := asktest.New(t, gate,
 		asktest.Calls("set_process_priority", fmt.Sprintf(`{"pid":%d,"start_time":%d,"nice":13}`, pid, start)),
 		asktest.Answer("Lowered it twice."))
-	config := t.TempDir()
+	// The user must read it: t.TempDir's parent is root's only.
+	config, err := os.MkdirTemp("", "npllm-agdave-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(config) })
 	os.Chmod(config, 0o755)
 	os.MkdirAll(filepath.Join(config, "npllm"), 0o755)
 	os.WriteFile(filepath.Join(config, "npllm", "agent.toml"), []byte(fmt.Sprintf("[model]\nurl = %q\nmodel = \"qwen2.5:7b\"\n", m.URL())), 0o644)
