@@ -155,7 +155,7 @@ func (t *Tray) update(ctx context.Context) {
 		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", a.Severity, summary), "")
 		target, actions := AlertActions(&a, t.notifier.explainer() != nil)
 		if text := t.notifier.Explanation(id); text != "" {
-			exp := item.AddSubMenuItem(clipText(text, 300), "the model's explanation")
+			exp := item.AddSubMenuItem(clipText(plain(strings.Join(strings.Fields(text), " ")), 300), "the model's explanation")
 			exp.Disable()
 		}
 		target.alert = id
