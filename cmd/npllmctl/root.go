@@ -96,6 +96,7 @@ func newRoot(ctx context.Context, env *Env) *cobra.Command {
 	} {
 		root.AddCommand(c)
 	}
+	root.AddCommand(askCmd(env))
 	return root
 }
 

@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/desktop/tools"
 )
 
 // Tuning trials for models: list_tunables (read-only), try_tuning,
@@ -291,4 +293,23 @@ Steps:
 3. Tell the user what you propose and why, which metric will be watched, and that it is reverted automatically unless confirmed. Wait for their go-ahead.
 4. Call try_tuning with that change, workload %q and watch set to the metric that shows the bottleneck (for a unit also unit.cpu:UNIT or unit.memory:UNIT).
 5. After the canary (canary_ends), call list_tunables: if the trial is awaiting-confirmation, report the result and ask the user whether to keep it (confirm_tuning) or not (revert_tuning).`, workload, past, workload))
+}
+
+// Until the tuning tools join desktop/tools' table, they convert its
+// refusal texts here.
+func daemonError(what string, err error) *mcp.CallToolResult {
+	return toMCP(tools.DaemonError(what, err))
+}
+func refused(what string, err error) *mcp.CallToolResult { return toMCP(tools.Refused(what, err)) }
+
+func intArg(req mcp.CallToolRequest, key string, def, lo, hi int) (int, *mcp.CallToolResult) {
+	v, ok := req.GetArguments()[key]
+	if !ok || v == nil {
+		return def, nil
+	}
+	f, isNum := v.(float64)
+	if !isNum || f != math.Trunc(f) || f < float64(lo) || f > float64(hi) {
+		return 0, mcp.NewToolResultErrorf("%s must be an integer from %d to %d, not %v", key, lo, hi, v)
+	}
+	return int(f), nil
 }
