@@ -16,6 +16,9 @@ const (
 	ErrNotAuthorized   = Interface + ".Error.NotAuthorized"
 	ErrNotSupported    = Interface + ".Error.NotSupported"
 	ErrFailed          = Interface + ".Error.Failed"
+	// ErrBusy: too many expensive calls in flight (from this connection, or
+	// in all); nothing was done, try again shortly.
+	ErrBusy = Interface + ".Error.Busy"
 
 	ErrInvalidArgs                      = "org.freedesktop.DBus.Error.InvalidArgs"
 	ErrAccessDenied                     = "org.freedesktop.DBus.Error.AccessDenied"

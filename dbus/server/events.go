@@ -1,6 +1,8 @@
 package server
 
 import (
+	"slices"
+
 	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/dbus/api"
@@ -32,6 +34,10 @@ func (a *assistant) GetEvents(msg dbus.Message, afterSeq uint64, max uint32, fil
 	var f journal.Filter
 	o := optionReader{method: "GetEvents", opts: filter}
 	f.Kinds, _ = o.strings("kind")
+	slices.Sort(f.Kinds)
+	if f.Kinds = slices.Compact(f.Kinds); len(f.Kinds) > maxKinds {
+		return 0, nil, api.NewError(api.ErrInvalidArgument, "GetEvents: filter \"kind\" names %d kinds, at most %d are accepted", len(f.Kinds), maxKinds)
+	}
 	if v, ok := o.uint32("pid"); ok {
 		f.PID = &v
 	}

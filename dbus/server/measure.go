@@ -93,12 +93,28 @@ func (a *assistant) GetSyscallStats(msg dbus.Message, options map[string]dbus.Va
 	if derr != nil {
 		return nil, derr
 	}
+	callerUID, err := c.callerUID()
+	if err != nil {
+		return nil, ToDBus(err)
+	}
+	limit := q.Limit
+	if callerUID != 0 {
+		q.Limit = maxSyscallRows // other users' rows are dropped below
+	}
 	stats, err := run.(sensors.SyscallStatsReader).SyscallStats(q)
 	if err != nil {
 		return nil, ToDBus(err)
 	}
-	rows = make([]map[string]dbus.Variant, 0, len(stats))
+	rows = make([]map[string]dbus.Variant, 0, min(len(stats), limit))
 	for _, st := range stats {
+		// A process's syscalls are what strace shows, i.e. ptrace's: only
+		// root and the owner see them.
+		if callerUID != 0 && st.UID != callerUID {
+			continue
+		}
+		if len(rows) == limit {
+			break
+		}
 		errnos := st.Errnos
 		if errnos == nil {
 			errnos = map[string]uint64{}
