@@ -104,6 +104,15 @@ func runHardeningHelper(conn *dbus.Conn, op, arg string) (value any, err error, 
 			uids = append(uids, r.UID)
 		}
 		return uids, err, true
+	case "fuzz":
+		var a struct {
+			Seconds float64
+			Seed    uint64
+		}
+		if err = json.Unmarshal([]byte(arg), &a); err != nil {
+			return nil, err, true
+		}
+		return fuzzMethods(conn, time.Duration(a.Seconds*float64(time.Second)), a.Seed), nil, true
 	case "act-twice":
 		// Two identical writes from one connection, each after a line on
 		// stdin, each result printed at once (the test drives pkttyagent).
