@@ -41,7 +41,7 @@ func (c *call) note(key string, value any) {
 	if !auditKeys[key] {
 		panic("audit key " + strconv.Quote(key) + " is not in auditKeys") // a programming error; end() recovers it
 	}
-	if s, ok := value.(string); ok {
+	if s, ok := value.(string); ok && key != "action" { // actions are our own constants
 		value = auditString(s)
 	}
 	c.audit = append(c.audit, key, value)

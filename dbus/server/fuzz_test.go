@@ -156,6 +156,7 @@ type fuzzReport struct {
 	ByError    map[string]int
 	Unexpected []string
 	SlowestMS  int64
+	Slowest    string
 }
 
 // fuzzMethods calls random methods on conn until d has passed.
@@ -201,7 +202,9 @@ func fuzzMethods(conn *dbus.Conn, d time.Duration, seed uint64) fuzzReport {
 				cancel()
 				mu.Lock()
 				rep.Calls++
-				rep.SlowestMS = max(rep.SlowestMS, took.Milliseconds())
+				if took.Milliseconds() > rep.SlowestMS {
+					rep.SlowestMS, rep.Slowest = took.Milliseconds(), m
+				}
 				if call.Err != nil {
 					name := api.ErrorName(call.Err)
 					rep.ByError[name]++
@@ -241,7 +244,7 @@ func TestMethodTableFuzzAsRootAndAsAUser(t *testing.T) {
 	rootRep := fuzzMethods(c.Conn(), dur, seed)
 	<-done
 	for who, rep := range map[string]fuzzReport{"root": rootRep, "alice": userRep} {
-		t.Logf("%s: %d calls, slowest %d ms, %v", who, rep.Calls, rep.SlowestMS, rep.ByError)
+		t.Logf("%s: %d calls, slowest %d ms (%s), %v", who, rep.Calls, rep.SlowestMS, rep.Slowest, rep.ByError)
 		if rep.Calls < 10 {
 			t.Errorf("%s made only %d calls", who, rep.Calls)
 		}

@@ -126,7 +126,10 @@ func (a *assistant) SetSensorEnabled(msg dbus.Message, name string, on bool, opt
 	if derr := c.authorize(c.rule.Action, details, interactive); derr != nil {
 		return derr
 	}
-	if err := a.s.cfg.Sensors.SetEnabled(context.Background(), name, on); err != nil {
+	a.s.sensorUse.Lock() // no read is using the sensor's maps while it closes
+	err := a.s.cfg.Sensors.SetEnabled(context.Background(), name, on)
+	a.s.sensorUse.Unlock()
+	if err != nil {
 		return ToDBus(err)
 	}
 	a.s.log.Info("sensor switched", "sensor", auditString(name), "on", on)

@@ -52,8 +52,11 @@ type Server struct {
 	log      *slog.Logger
 	obj      *assistant
 
-	callers   callerCache
-	limits    *limiter
+	callers callerCache
+	limits  *limiter
+	// sensorUse: read-held while a method reads a sensor's kernel maps,
+	// held while SetSensorEnabled switches one.
+	sensorUse sync.RWMutex
 	audits    auditLog
 	health    string
 	lastSaved time.Time
