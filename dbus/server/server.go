@@ -246,6 +246,12 @@ func (s *Server) sensorRows() []api.SensorStatus {
 		d["audit_denials_not_logged"] = dbus.MakeVariant(s.audits.deniedNotLogged.Load())
 		if s.cfg.Journal != nil {
 			d["journal_last_seq"] = dbus.MakeVariant(s.cfg.Journal.LastSeq())
+			for k, v := range s.cfg.Journal.Counters() {
+				d[k] = dbus.MakeVariant(v)
+			}
+			if ok, reason := s.cfg.Journal.Health(); !ok {
+				d["reason"] = dbus.MakeVariant(reason)
+			}
 		}
 		rows = append(rows, api.SensorStatus{Name: "event-pipeline", Variant: "hub", State: sensors.StateRunning, Details: d})
 	}
