@@ -2,6 +2,7 @@ package server
 
 import (
 	"slices"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -13,50 +14,13 @@ import (
 const (
 	defaultEvents = 100
 	maxEvents     = 1000
-	// maxScan bounds the records one GetEvents reads, whatever its filter
-	// matches: an answer may then hold fewer than max events while its
-	// last_seq is below the newest (the caller continues from there).
-	maxScan   = 10000
-	scanChunk = 2048
 )
 
-// scan reads at most maxScan records after afterSeq and returns up to n of
-// them that match f, and the seq to continue after: the last returned
-// event when n cut the answer short, the last record read when maxScan
-// did, otherwise the journal's newest.
+// scan is the journal's query: it reads only the records its postings name
+// for the filter (kinds, pid, uid) and seeks by seq and time, so a call
+// reads at most max records whatever it asks for.
 func (a *assistant) scan(afterSeq uint64, n int, f journal.Filter) (uint64, []sensors.Event, error) {
-	kinds := map[string]bool{}
-	for _, k := range f.Kinds {
-		kinds[k] = true
-	}
-	match := func(ev *sensors.Event) bool {
-		return (len(kinds) == 0 || kinds[ev.Kind]) && (f.PID == nil || ev.PID == *f.PID) &&
-			(f.UID == nil || ev.HasUID && ev.UID == *f.UID)
-	}
-	var out []sensors.Event
-	cursor := afterSeq
-	for scanned := 0; scanned < maxScan; {
-		chunk := min(scanChunk, maxScan-scanned)
-		last, evs, err := a.s.cfg.Journal.Query(cursor, chunk, journal.Filter{SinceNS: f.SinceNS})
-		if err != nil {
-			return 0, nil, err
-		}
-		for i := range evs {
-			if !match(&evs[i]) {
-				continue
-			}
-			if len(out) == n {
-				return out[n-1].Seq, out, nil
-			}
-			out = append(out, evs[i])
-		}
-		if len(evs) < chunk {
-			return last, out, nil
-		}
-		scanned += len(evs)
-		cursor = evs[len(evs)-1].Seq
-	}
-	return cursor, out, nil
+	return a.s.cfg.Journal.Query(afterSeq, n, f)
 }
 
 func (a *assistant) GetEvents(msg dbus.Message, afterSeq uint64, max uint32, filter map[string]dbus.Variant) (lastSeq uint64, events []map[string]dbus.Variant, derr *dbus.Error) {
@@ -96,7 +60,16 @@ func (a *assistant) GetEvents(msg dbus.Message, afterSeq uint64, max uint32, fil
 	if err != nil {
 		return 0, nil, ToDBus(err)
 	}
+	if callerUID != 0 {
+		if !a.s.events.take(float64(n), eventBudgetWait) {
+			time.Sleep(busyDelay)
+			return 0, nil, api.NewError(api.ErrBusy, "GetEvents: other callers' answers use the events budget (%d a second); try again shortly, or ask for fewer (max_events)", eventRate)
+		}
+	}
 	last, evs, err := a.scan(afterSeq, n, f)
+	if callerUID != 0 {
+		a.s.events.give(float64(n - len(evs)))
+	}
 	if err != nil {
 		return 0, nil, ToDBus(err)
 	}

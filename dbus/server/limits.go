@@ -33,6 +33,7 @@ const (
 	perSenderCalls = 2
 	totalCalls     = 1
 	busyWait       = 500 * time.Millisecond
+	busyDelay      = 100 * time.Millisecond
 )
 
 // expensive lists the methods whose cost grows with the machine (processes,
@@ -121,6 +122,8 @@ func (l *limiter) acquire(method, sender string) *dbus.Error {
 	l.mu.Lock()
 	if l.bySender[sender] >= perSenderCalls {
 		l.mu.Unlock()
+		// A client that retries at once would spin: its Busy comes late.
+		time.Sleep(busyDelay)
 		return api.NewError(api.ErrBusy, "%s: this connection already has %d expensive calls in flight; wait for their replies", method, perSenderCalls)
 	}
 	l.bySender[sender]++
@@ -147,4 +150,56 @@ func (l *limiter) drop(sender string) {
 		delete(l.bySender, sender)
 	}
 	l.mu.Unlock()
+}
+
+// Events non-root callers receive, in all: GetEvents answers share this
+// budget so that large answers cannot fill the bus (dbus-daemon is one
+// thread for everyone; 1,000-event answers in a loop queued root's Ping
+// behind them for seconds). A call reserves its max_events before reading
+// the journal, waiting up to eventBudgetWait for them (else Error.Busy),
+// and gives back what it did not return.
+const (
+	eventRate       = 5000 // events a second
+	eventBurst      = 2000
+	eventBudgetWait = time.Second
+)
+
+// bucket is a token bucket; take may reserve ahead (tokens go negative)
+// and then waits for the reservation.
+type bucket struct {
+	mu          sync.Mutex
+	tokens      float64
+	last        time.Time
+	rate, burst float64
+}
+
+func newBucket(rate, burst float64) *bucket {
+	return &bucket{tokens: burst, last: time.Now(), rate: rate, burst: burst}
+}
+
+// give returns unspent tokens.
+func (b *bucket) give(n float64) {
+	b.mu.Lock()
+	b.tokens = min(b.burst, b.tokens+n)
+	b.mu.Unlock()
+}
+
+// take spends n tokens, waiting at most maxWait for them; false: not
+// spent, the wait would be longer.
+func (b *bucket) take(n float64, maxWait time.Duration) bool {
+	b.mu.Lock()
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	wait := time.Duration((n - b.tokens) / b.rate * float64(time.Second))
+	if wait > maxWait {
+		b.mu.Unlock()
+		return false
+	}
+	b.tokens -= n
+	b.mu.Unlock()
+	if wait > 0 {
+		time.Sleep(wait)
+	}
+	return true
 }

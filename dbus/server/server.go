@@ -54,6 +54,7 @@ type Server struct {
 
 	callers callerCache
 	limits  *limiter
+	events  *bucket // events answered to non-root callers
 	// sensorUse: read-held while a method reads a sensor's kernel maps,
 	// held while SetSensorEnabled switches one.
 	sensorUse sync.RWMutex
@@ -82,6 +83,7 @@ func NewServer(conn *dbus.Conn, cfg ServerConfig) (*Server, error) {
 	s := &Server{conn: conn, cfg: cfg, contract: contract, log: cfg.Log}
 	s.callers.conn = conn
 	s.limits = newLimiter()
+	s.events = newBucket(eventRate, eventBurst)
 	s.props = newProperties(conn, contract)
 	s.obj = &assistant{s: s}
 
