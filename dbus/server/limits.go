@@ -28,7 +28,8 @@ const (
 // One at a time in all: with two at once on this 2-core machine, GetAll's
 // p99 under eight hammering clients went from 30 ms to 83 ms
 // (TestEightClientsHammeringGetEventsLeavePingAndGetAllFast); each call is
-// short (GetEvents reads ≤ maxScan records), so a queued one waits little.
+// short (GetEvents reads only what it returns, ≤ 1,000 events), so a queued
+// one waits little.
 const (
 	perSenderCalls = 2
 	totalCalls     = 1
