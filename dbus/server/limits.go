@@ -24,7 +24,7 @@ const (
 // Concurrency of the expensive read methods (they walk /proc, the journal
 // or kernel maps) for callers other than root: per sender at once, and in
 // all; a call beyond the total waits up to busyWait for a slot, one beyond
-// its sender's share is refused at once. Either refusal is Error.Busy.
+// its sender's share is refused (busyDelay late). Either refusal is Error.Busy.
 // One at a time in all: with two at once on this 2-core machine, GetAll's
 // p99 under eight hammering clients went from 30 ms to 83 ms
 // (TestEightClientsHammeringGetEventsLeavePingAndGetAllFast); each call is
