@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,6 +221,7 @@ func fillJournal(t testing.TB, dir string, n int) {
 // surplus away with Busy, and keeps committing events.
 func TestEightClientsHammeringGetEventsLeavePingAndGetAllFast(t *testing.T) {
 	const events, seconds = 300000, 20
+	loadBefore := loadAverage(t) // before this test's own load
 	b := startBus(t)
 	start := time.Now()
 	fillJournal(t, filepath.Join(b.Dir, "state"), events)
@@ -289,7 +291,7 @@ func TestEightClientsHammeringGetEventsLeavePingAndGetAllFast(t *testing.T) {
 			total.OtherErr = r.OtherErr
 		}
 	}
-	t.Logf("idle: Ping p99 %v, GetAll p99 %v", p99(idlePing), p99(idleGetAll))
+	t.Logf("idle: Ping p99 %v, GetAll p99 %v; load average before the test %.1f on %d CPUs", p99(idlePing), p99(idleGetAll), loadBefore, runtime.NumCPU())
 	t.Logf("%d GetEvents answered, %d Busy, %d other; Ping p50 %v p99 %v, GetAll p50 %v p99 %v (%d samples)",
 		total.OK, total.Busy, total.Other, ping[len(ping)/2], p99(ping), getall[len(getall)/2], p99(getall), len(ping))
 	if total.Other > 0 {
@@ -298,16 +300,37 @@ func TestEightClientsHammeringGetEventsLeavePingAndGetAllFast(t *testing.T) {
 	if total.OK == 0 || total.Busy == 0 {
 		t.Errorf("answered %d, Busy %d: want both", total.OK, total.Busy)
 	}
-	// Goal: ≤ 50 ms; on a machine whose own idle p99 is above 25 ms (other
-	// jobs on the same cores) the bound is twice that floor.
-	if p, bound := p99(ping), max(50*time.Millisecond, 2*p99(idlePing)); p > bound {
-		t.Errorf("Ping p99 %v under load, bound %v", p, bound)
-	}
-	if p, bound := p99(getall), max(50*time.Millisecond, 2*p99(idleGetAll)); p > bound {
-		t.Errorf("GetAll p99 %v under load, bound %v", p, bound)
+	// Goal: ≤ 50 ms. On a machine other jobs already load beyond its
+	// cores (shared CI, several sessions' builds) the probe itself waits
+	// for a CPU, so there only a hard bound is asserted: npllmd keeps
+	// answering within 250 ms.
+	busy := loadBefore > float64(runtime.NumCPU())
+	for _, m := range []struct {
+		name       string
+		idle, load []time.Duration
+	}{{"Ping", idlePing, ping}, {"GetAll", idleGetAll, getall}} {
+		p, bound := p99(m.load), max(50*time.Millisecond, 2*p99(m.idle))
+		switch {
+		case p > 250*time.Millisecond:
+			t.Errorf("%s p99 %v under load: npllmd stalls", m.name, p)
+		case p > bound && !busy:
+			t.Errorf("%s p99 %v under load, goal %v", m.name, p, bound)
+		case p > bound:
+			t.Logf("%s p99 %v under load: goal %v NOT MET, on a machine already loaded beyond its %d CPUs", m.name, p, bound, runtime.NumCPU())
+		}
 	}
 	waitForRefresh()
 	if after := sensorRow(t, c, "event-pipeline").Details["journal_last_seq"].Value().(uint64); after <= seqBefore {
 		t.Errorf("no commits during the load: last seq %d → %d", seqBefore, after)
 	}
+}
+
+// loadAverage is the 1-minute load average.
+func loadAverage(t *testing.T) float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(data))[0], 64)
+	return f
 }
