@@ -65,6 +65,7 @@ type Client struct {
 	obj  dbus.BusObject
 
 	watchDropped atomic.Uint64
+	watchIgnored atomic.Uint64
 	log          *slog.Logger // Watch's; nil: slog.Default()
 }
 

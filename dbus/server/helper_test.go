@@ -88,7 +88,10 @@ func runHelper(op, arg string) int {
 			err = client.CallInteractive(context.Background(), a.Method, args...).Err
 		}
 	default:
-		err = fmt.Errorf("unknown helper op %q (arg %q)", op, arg)
+		var handled bool
+		if value, err, handled = runHardeningHelper(conn, op, arg); !handled {
+			err = fmt.Errorf("unknown helper op %q (arg %q)", op, arg)
+		}
 	}
 	res := helperResult{}
 	if err != nil {
@@ -107,10 +110,15 @@ type actArgs struct {
 	Value  string `json:"value"` // signal, nice, I/O class, or unit
 	Level  int32  `json:"level"` // I/O level, or the verb's index for ManageUnit
 	Verb   string `json:"verb"`
+	// Automated adds options["automated"] = true (agent-* actions).
+	Automated bool `json:"automated"`
 }
 
 func (a actArgs) dbusArgs() []any {
 	none := map[string]dbus.Variant{}
+	if a.Automated {
+		none["automated"] = dbus.MakeVariant(true)
+	}
 	switch a.Method {
 	case "SetProcessPriority":
 		n, _ := strconv.Atoi(a.Value)

@@ -113,11 +113,10 @@ func (a *assistant) StartTrial(msg dbus.Message, changes, options map[string]dbu
 	if o.err != nil {
 		return "", o.err
 	}
-	c.audit = append(c.audit, "automated", automated)
 	var authErr *dbus.Error
 	tid, err := eng.StartAuthorized(context.Background(), list, opts, func(infos []tuning.ChangeInfo) error {
 		words := changeWords(infos)
-		c.audit = append(c.audit, "changes", strings.Join(words, "; "))
+		c.note("changes", strings.Join(words, "; "))
 		details := map[string]string{
 			"changes":   strings.Join(words, "; "),
 			"automated": strconv.FormatBool(automated),
@@ -137,7 +136,7 @@ func (a *assistant) StartTrial(msg dbus.Message, changes, options map[string]dbu
 	if err != nil {
 		return "", ToDBus(err)
 	}
-	c.audit = append(c.audit, "trial", string(tid))
+	c.note("trial", string(tid))
 	return string(tid), nil
 }
 
@@ -169,14 +168,13 @@ func (a *assistant) onTrial(msg dbus.Message, method, verb, id string, options m
 	if len(id) == 0 || len(id) > maxTrialIDLen {
 		return api.NewError(api.ErrInvalidArgument, "trial id must be 1 to %d bytes", maxTrialIDLen)
 	}
-	c.audit = append(c.audit, "trial", id)
+	c.note("trial", id)
 	o := optionReader{method: method, opts: options}
 	interactive := c.interactive(&o)
 	automated, _ := o.bool(api.TrialOptAutomated)
 	if o.err != nil {
 		return o.err
 	}
-	c.audit = append(c.audit, "automated", automated)
 	var words []string
 	for _, t := range eng.Trials() {
 		if string(t.ID) != id {
