@@ -40,13 +40,15 @@ const (
 	offExitCode, offExitSignal                         = 16, 20
 	offStart, offCgroup, offKtime, offCPU, offMaxRSS   = 24, 32, 40, 48, 56
 	offArgsLen, offComm, offFilename, offArgs, recSize = 64, 68, 84, 212, 472
+	// Fork and exit records end after comm (PROC_SHORT_LEN, 8-aligned).
+	shortRecSize = 88
 )
 
 // Clock ticks per second of /proc/pid/stat start times (USER_HZ).
 const nsPerTick = 1e9 / userHZ
 
 func decodeProcEvent(b []byte) (Event, error) {
-	if len(b) < recSize {
+	if len(b) < shortRecSize || (b[offType] == 1 && len(b) < recSize) {
 		return Event{}, fmt.Errorf("short record: %d bytes", len(b))
 	}
 	le := binary.LittleEndian

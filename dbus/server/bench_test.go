@@ -141,36 +141,6 @@ func execLoop(b *testing.B, n int) (perSec float64, pids []uint32) {
 	return float64(n) / time.Since(t0).Seconds(), pids
 }
 
-// BenchmarkExecStorm alternates exec storms with npllmd (all default
-// sensors) running and stopped, three rounds each, and reports the
-// throughput ratio and the daemon's CPU per exec event (goals: ≤ 3% loss,
-// ≤ 10 µs per event).
-func BenchmarkExecStorm(b *testing.B) {
-	bus := testbus.ForTest(b)
-	const n = 1500
-	for range b.N {
-		var with, without, cpuNS, events float64
-		for round := 0; round < 3; round++ {
-			rate, _ := execLoop(b, n)
-			without += rate / 3
-			d := bus.DaemonForTest(b, bin("npllmd"))
-			time.Sleep(500 * time.Millisecond)
-			c0 := cpuTicks(b, d.Cmd.Process.Pid)
-			rate, _ = execLoop(b, n)
-			time.Sleep(200 * time.Millisecond) // let the reader drain
-			c1 := cpuTicks(b, d.Cmd.Process.Pid)
-			with += rate / 3
-			cpuNS += float64(c1-c0) * 1e7
-			events += 3 * n // fork, exec and exit of each
-			d.Stop()
-		}
-		b.ReportMetric(without, "exec/s-without")
-		b.ReportMetric(with, "exec/s-with")
-		b.ReportMetric(100*(1-with/without), "%-loss")
-		b.ReportMetric(cpuNS/events/1e3, "daemon-µs/event")
-	}
-}
-
 // BenchmarkSustainedExecs runs execs as fast as this machine allows for
 // 60 s with npllmd running and reports how many of them are missing from
 // the journal (goal: 0 at 2,000 exec/s; the rate reached is reported).
