@@ -20,12 +20,19 @@ import (
 // The "processes" sensor is the on-demand process table behind GetProcesses
 // and GetProcess. It scans /proc only when asked, so an idle daemon costs
 // nothing here.
+//
+// Its ladder: bpf_iter (an eBPF task iterator ranks every process in one
+// read; /proc is opened only for the processes returned) → procfs (a walk
+// of /proc per listing).
 func init() {
 	Register(Registration{
 		Name:        "processes",
-		Description: "process table (cpu, memory, io, unit) from /proc, read on demand",
+		Description: "process table (cpu, memory, io, unit), read on demand",
 		DefaultOn:   true,
-		Variants:    []Variant{{Name: "procfs", Start: startProcesses}},
+		Variants: []Variant{
+			{Name: "bpf_iter", Start: startProcessesIter},
+			{Name: "procfs", Start: startProcesses},
+		},
 	})
 }
 
@@ -59,6 +66,8 @@ type Process struct {
 	KernelThread bool
 
 	cpuTicks uint64 // utime+stime when read
+	runNS    uint64 // CPU time in ns (task iterator only)
+	hasUID   bool   // UID already known (task iterator)
 }
 
 // ListOptions selects and orders processes.
@@ -90,6 +99,8 @@ type cpuSample struct {
 type ProcessTable struct {
 	fs   procfs.FS
 	root string
+
+	iter *taskIter // nil: walk /proc
 
 	mu    sync.Mutex
 	prev  map[procKey]cpuHistory
@@ -128,6 +139,21 @@ func startProcesses(_ context.Context, env *Env) (Running, error) {
 	return NewProcessTable(env.ProcRoot)
 }
 
+func startProcessesIter(_ context.Context, env *Env) (Running, error) {
+	t, err := NewProcessTable(env.ProcRoot)
+	if err != nil {
+		return nil, err
+	}
+	if env.ProcRoot != "" && env.ProcRoot != "/proc" {
+		// The iterator sees this kernel's tasks, not another procfs.
+		return nil, &Unavailable{Reason: "procfs at " + env.ProcRoot + " is not this kernel's"}
+	}
+	if t.iter, err = openTaskIter(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
 // NewProcessTable opens the process table on a procfs mount.
 func NewProcessTable(procRoot string) (*ProcessTable, error) {
 	fs, err := procfs.NewFS(procRoot)
@@ -143,13 +169,21 @@ func (t *ProcessTable) Counters() map[string]uint64 {
 	return map[string]uint64{"scans": t.scans}
 }
 
-func (t *ProcessTable) Close() error { return nil }
+func (t *ProcessTable) Close() error {
+	if t.iter != nil {
+		t.iter.Close()
+	}
+	return nil
+}
 
 // List returns processes sorted and limited as asked. Reading /proc costs
 // tens of microseconds per file here, so only what the sort and the filter
 // need is read for every process (stat; status for a uid filter, io for an
 // io sort); the rest only for the processes returned.
 func (t *ProcessTable) List(opts ListOptions) ([]Process, error) {
+	if t.iter != nil {
+		return t.listIter(opts)
+	}
 	procs, err := t.fs.AllProcs()
 	if err != nil {
 		return nil, fmt.Errorf("list /proc: %w", err)
@@ -173,7 +207,7 @@ func (t *ProcessTable) List(opts ListOptions) ([]Process, error) {
 		handles[info.PID] = p
 		out = append(out, info)
 	}
-	t.fillCPU(out, opts.UID == nil)
+	t.fillCPU(out, opts.UID == nil, t.resampleProcfs)
 	sortProcesses(out, opts.SortBy)
 	if opts.Limit > 0 && len(out) > opts.Limit {
 		out = out[:opts.Limit]
@@ -208,7 +242,7 @@ func (t *ProcessTable) Get(pid uint32) (Process, error) {
 	t.readIO(p, &info)
 	t.readDetails(p, &info)
 	one := []Process{info}
-	t.fillCPU(one, false)
+	t.fillCPU(one, false, t.resampleProcfs)
 	return one[0], nil
 }
 
@@ -292,7 +326,7 @@ func isKernelThread(pid, ppid int) bool { return pid == 2 || ppid == 2 }
 // when any is missing, too fresh or too old, it samples again after
 // cpuWindow and uses that window instead. It forgets processes that are gone
 // (after a full listing) so the memory stays the size of the table.
-func (t *ProcessTable) fillCPU(procs []Process, fullListing bool) {
+func (t *ProcessTable) fillCPU(procs []Process, fullListing bool, resample func([]Process)) {
 	now := time.Now()
 	base := make(map[procKey]cpuSample, len(procs))
 	hist := make(map[procKey]cpuHistory, len(procs))
@@ -313,14 +347,13 @@ func (t *ProcessTable) fillCPU(procs []Process, fullListing bool) {
 	// processes new since the last call are measured over their lifetime,
 	// so one new process does not make every call wait cpuWindow.
 	if known == 0 {
-		for i, p := range procs {
+		for _, p := range procs {
 			k := procKey{p.PID, p.StartTime}
 			first := cpuSample{ticks: p.cpuTicks, at: now}
 			base[k], hist[k] = first, cpuHistory{{}, first}
-			if ticks, ok := t.cpuTicksAfter(p, i == 0); ok {
-				procs[i].cpuTicks = ticks
-			}
 		}
+		time.Sleep(cpuWindow)
+		resample(procs)
 		now = time.Now()
 	}
 	uptime := t.uptime()
@@ -357,13 +390,13 @@ func (t *ProcessTable) uptime() float64 {
 	return f
 }
 
-// cpuTicksAfter re-reads a process's CPU time; the first call of a round
-// waits cpuWindow so that all re-reads see the same window.
-func (t *ProcessTable) cpuTicksAfter(p Process, wait bool) (uint64, bool) {
-	if wait {
-		time.Sleep(cpuWindow)
+// resampleProcfs re-reads each process's CPU time from /proc.
+func (t *ProcessTable) resampleProcfs(procs []Process) {
+	for i, p := range procs {
+		if ticks, ok := t.cpuTicks(p.PID, p.StartTime); ok {
+			procs[i].cpuTicks = ticks
+		}
 	}
-	return t.cpuTicks(p.PID, p.StartTime)
 }
 
 func (t *ProcessTable) cpuTicks(pid uint32, start uint64) (uint64, bool) {
