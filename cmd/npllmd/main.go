@@ -138,6 +138,11 @@ func run(log *slog.Logger, o options) error {
 		return err
 	}
 	hub.SetSink(jrnl.Append)
+	hub.SetUrgent(alerts.Urgent, func() {
+		if err := jrnl.Sync(); err != nil {
+			log.Warn("urgent journal commit", "err", err)
+		}
+	})
 	defer func() {
 		if err := jrnl.Close(); err != nil {
 			log.Error("close journal", "err", err)
