@@ -328,16 +328,21 @@ func isKernelThread(pid, ppid int) bool { return pid == 2 || ppid == 2 }
 // (after a full listing) so the memory stays the size of the table.
 func (t *ProcessTable) fillCPU(procs []Process, fullListing bool, resample func([]Process)) {
 	now := time.Now()
-	base := make(map[procKey]cpuSample, len(procs))
-	hist := make(map[procKey]cpuHistory, len(procs))
+	// Per-row slices, not maps: at 10,000 processes two maps per call were
+	// a large share of a listing's time and garbage.
+	type row struct {
+		base cpuSample
+		ok   bool
+		hist cpuHistory
+	}
+	rows := make([]row, len(procs))
 	t.mu.Lock()
 	known := 0
-	for _, p := range procs {
-		k := procKey{p.PID, p.StartTime}
-		h := t.prev[k]
-		hist[k] = h
+	for i, p := range procs {
+		h := t.prev[procKey{p.PID, p.StartTime}]
+		rows[i].hist = h
 		if s, ok := h.baseline(now); ok {
-			base[k] = s
+			rows[i].base, rows[i].ok = s, true
 			known++
 		}
 	}
@@ -347,10 +352,9 @@ func (t *ProcessTable) fillCPU(procs []Process, fullListing bool, resample func(
 	// processes new since the last call are measured over their lifetime,
 	// so one new process does not make every call wait cpuWindow.
 	if known == 0 {
-		for _, p := range procs {
-			k := procKey{p.PID, p.StartTime}
+		for i, p := range procs {
 			first := cpuSample{ticks: p.cpuTicks, at: now}
-			base[k], hist[k] = first, cpuHistory{{}, first}
+			rows[i] = row{base: first, ok: true, hist: cpuHistory{{}, first}}
 		}
 		time.Sleep(cpuWindow)
 		resample(procs)
@@ -365,9 +369,8 @@ func (t *ProcessTable) fillCPU(procs []Process, fullListing bool, resample func(
 		clear(t.prev) // forget processes that are gone
 	}
 	for i := range procs {
-		k := procKey{procs[i].PID, procs[i].StartTime}
 		cur := cpuSample{ticks: procs[i].cpuTicks, at: now}
-		s, ok := base[k]
+		s, ok := rows[i].base, rows[i].ok
 		switch {
 		case ok && cur.at.After(s.at) && cur.ticks >= s.ticks:
 			procs[i].CPUPercent = 100 * float64(cur.ticks-s.ticks) / userHZ / cur.at.Sub(s.at).Seconds()
@@ -376,7 +379,7 @@ func (t *ProcessTable) fillCPU(procs []Process, fullListing bool, resample func(
 				procs[i].CPUPercent = min(100*float64(cur.ticks)/userHZ/age, 100*float64(procs[i].Threads))
 			}
 		}
-		t.prev[k] = hist[k].record(cur)
+		t.prev[procKey{procs[i].PID, procs[i].StartTime}] = rows[i].hist.record(cur)
 	}
 }
 
@@ -482,7 +485,44 @@ func UnitFromCgroup(cg string) string {
 	return ""
 }
 
+// topProcesses orders the first limit rows of procs as sortProcesses would
+// and returns them; with a small limit it selects instead of sorting the
+// whole table (10,000 rows for a top-10).
+func topProcesses(procs []Process, by string, limit int) []Process {
+	if limit <= 0 || limit*8 > len(procs) {
+		sortProcesses(procs, by)
+		if limit > 0 && len(procs) > limit {
+			procs = procs[:limit]
+		}
+		return procs
+	}
+	less := processOrder(by)
+	top := make([]Process, 0, limit+1)
+	for i := range procs {
+		if len(top) == limit && !less(&procs[i], &top[limit-1]) {
+			continue
+		}
+		j := len(top)
+		if j == limit {
+			j--
+		} else {
+			top = append(top, Process{})
+		}
+		for ; j > 0 && less(&procs[i], &top[j-1]); j-- {
+			top[j] = top[j-1]
+		}
+		top[j] = procs[i]
+	}
+	return top
+}
+
 func sortProcesses(procs []Process, by string) {
+	less := processOrder(by)
+	sort.SliceStable(procs, func(i, j int) bool { return less(&procs[i], &procs[j]) })
+}
+
+// processOrder: largest key first, then lowest pid.
+func processOrder(by string) func(a, b *Process) bool {
 	key := func(p *Process) float64 {
 		switch by {
 		case "memory":
@@ -493,11 +533,11 @@ func sortProcesses(procs []Process, by string) {
 			return p.CPUPercent
 		}
 	}
-	sort.SliceStable(procs, func(i, j int) bool {
-		ki, kj := key(&procs[i]), key(&procs[j])
-		if ki != kj {
-			return ki > kj
+	return func(a, b *Process) bool {
+		ka, kb := key(a), key(b)
+		if ka != kb {
+			return ka > kb
 		}
-		return procs[i].PID < procs[j].PID
-	})
+		return a.PID < b.PID
+	}
 }

@@ -1,6 +1,7 @@
 package sensors
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ type taskIter struct {
 	mu    sync.Mutex
 	buf   []byte
 	index map[uint32]int
+	comms map[string]string // interned: most processes share a few names
 	reads uint64
 }
 
@@ -32,7 +34,7 @@ func openTaskIter() (*taskIter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load spec: %w", err)
 	}
-	it := &taskIter{index: map[uint32]int{}}
+	it := &taskIter{index: map[uint32]int{}, comms: map[string]string{}}
 	if err := spec.LoadAndAssign(&it.objs, nil); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
@@ -107,7 +109,7 @@ func (it *taskIter) snapshot() ([]Process, error) {
 		it.index[tgid] = len(procs)
 		procs = append(procs, Process{
 			PID: tgid, PPID: le.Uint32(r[trPPID:]), UID: le.Uint32(r[trUID:]),
-			Comm:  cString(r[trComm : trComm+16]),
+			Comm:  it.comm(r[trComm : trComm+16]),
 			State: taskState(le.Uint32(r[trState:]), le.Uint32(r[trExitState:])),
 			// /proc/PID/stat field 22 is start_boottime in USER_HZ ticks.
 			StartTime: le.Uint64(r[trStart:]) / nsPerTick, Nice: int32(le.Uint32(r[trNice:])),
@@ -121,6 +123,21 @@ func (it *taskIter) snapshot() ([]Process, error) {
 		procs[i].cpuTicks = procs[i].runNS / nsPerTick
 	}
 	return procs, nil
+}
+
+func (it *taskIter) comm(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	if s, ok := it.comms[string(b)]; ok {
+		return s
+	}
+	if len(it.comms) >= 1<<14 {
+		clear(it.comms)
+	}
+	s := string(b)
+	it.comms[s] = s
+	return s
 }
 
 // taskState is the letter /proc/PID/stat shows for a task's state.
@@ -167,10 +184,7 @@ func (t *ProcessTable) listIter(opts ListOptions) ([]Process, error) {
 		out = append(out, p)
 	}
 	t.fillCPU(out, opts.UID == nil, t.resampleIter)
-	sortProcesses(out, opts.SortBy)
-	if opts.Limit > 0 && len(out) > opts.Limit {
-		out = out[:opts.Limit]
-	}
+	out = topProcesses(out, opts.SortBy, opts.Limit)
 	for i := range out {
 		out[i].User = UserName(out[i].UID)
 		h, err := t.fs.Proc(int(out[i].PID))
@@ -200,4 +214,31 @@ func (t *ProcessTable) resampleIter(procs []Process) {
 			procs[i].cpuTicks = v
 		}
 	}
+}
+
+// Ranked returns the cpuN busiest and the memN largest processes from one
+// listing (the alert engine's sample every 10 s): one snapshot on the
+// iterator, without the per-row /proc reads the rules do not use (io,
+// cgroup, command line). On procfs it is two List calls, as before.
+func (t *ProcessTable) Ranked(cpuN, memN int) (byCPU, byMem []Process, err error) {
+	if t.iter == nil {
+		if byCPU, err = t.List(ListOptions{SortBy: "cpu", Limit: cpuN}); err != nil {
+			return nil, nil, err
+		}
+		byMem, err = t.List(ListOptions{SortBy: "memory", Limit: memN})
+		return byCPU, byMem, err
+	}
+	all, err := t.iter.snapshot()
+	if err != nil {
+		return nil, nil, err
+	}
+	t.fillCPU(all, true, t.resampleIter)
+	byCPU = append([]Process(nil), topProcesses(all, "cpu", cpuN)...)
+	byMem = topProcesses(all, "memory", memN)
+	for _, list := range [][]Process{byCPU, byMem} {
+		for i := range list {
+			list[i].User = UserName(list[i].UID)
+		}
+	}
+	return byCPU, byMem, nil
 }

@@ -135,3 +135,61 @@ func TestProcessTableOnTheIteratorFindsABusyLoop(t *testing.T) {
 		}
 	}
 }
+
+// The top-N selection returns what a full sort would.
+func TestTopProcessesSelectsWhatASortWould(t *testing.T) {
+	procs := make([]Process, 500)
+	for i := range procs {
+		procs[i] = Process{PID: uint32(i + 1), CPUPercent: float64((i * 7919) % 37), RSSBytes: uint64((i * 104729) % 101)}
+	}
+	for _, by := range []string{"cpu", "memory"} {
+		for _, limit := range []int{1, 5, 10, 60, 0} {
+			want := append([]Process(nil), procs...)
+			sortProcesses(want, by)
+			if limit > 0 {
+				want = want[:limit]
+			}
+			got := topProcesses(append([]Process(nil), procs...), by, limit)
+			if len(got) != len(want) {
+				t.Fatalf("%s/%d: %d rows, want %d", by, limit, len(got), len(want))
+			}
+			for i := range got {
+				if got[i].PID != want[i].PID {
+					t.Fatalf("%s/%d: row %d is pid %d, want %d", by, limit, i, got[i].PID, want[i].PID)
+				}
+			}
+		}
+	}
+}
+
+// Ranked on the iterator: one snapshot, both rankings, uids and names set.
+func TestRankedOnTheIteratorFindsABusyLoopAndTheLargest(t *testing.T) {
+	requireRoot(t)
+	run, err := startProcessesIter(nil, &Env{ProcRoot: "/proc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	table := run.(*ProcessTable)
+	burn := exec.Command("sh", "-c", "while :; do :; done")
+	if err := burn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { burn.Process.Kill(); burn.Wait() }()
+	byCPU, byMem, err := table.Ranked(8, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range byCPU {
+		found = found || (p.PID == uint32(burn.Process.Pid) && p.CPUPercent >= 20 && p.User != "")
+	}
+	if !found || len(byMem) != 10 {
+		t.Fatalf("busy loop not among the busiest %+v, or %d by memory", byCPU, len(byMem))
+	}
+	for i := 1; i < len(byMem); i++ {
+		if byMem[i].RSSBytes > byMem[i-1].RSSBytes {
+			t.Fatalf("by memory out of order: %+v", byMem)
+		}
+	}
+}

@@ -48,6 +48,23 @@ type ProcessLister interface {
 	List(sensors.ListOptions) ([]sensors.Process, error)
 }
 
+// rankedLister ranks by CPU and by memory from one listing
+// (sensors.ProcessTable); other listers are asked twice.
+type rankedLister interface {
+	Ranked(cpuN, memN int) (byCPU, byMem []sensors.Process, err error)
+}
+
+func (e *Engine) ranked(cpuN, memN int) (byCPU, byMem []sensors.Process, err error) {
+	if r, ok := e.procs.(rankedLister); ok {
+		return r.Ranked(cpuN, memN)
+	}
+	if byCPU, err = e.procs.List(sensors.ListOptions{SortBy: "cpu", Limit: cpuN}); err != nil {
+		return nil, nil, err
+	}
+	byMem, err = e.procs.List(sensors.ListOptions{SortBy: "memory", Limit: memN})
+	return byCPU, byMem, err
+}
+
 // Engine evaluates the rules. Its methods are safe for concurrent use;
 // the listener is called without the engine's lock held, in order.
 type Engine struct {
@@ -435,12 +452,7 @@ func (e *Engine) topMemory(n int, now time.Time) []map[string]any {
 
 // processRules: cpu.runaway and the live side of process.anomaly.
 func (e *Engine) processRules(now time.Time) {
-	// Two short reads: the table details only the processes it returns.
-	byCPU, err := e.procs.List(sensors.ListOptions{SortBy: "cpu", Limit: 5})
-	if err != nil {
-		return
-	}
-	byMem, err := e.procs.List(sensors.ListOptions{SortBy: "memory", Limit: 10})
+	byCPU, byMem, err := e.ranked(5, 10)
 	if err != nil {
 		return
 	}
