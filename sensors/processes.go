@@ -284,41 +284,6 @@ func (t *ProcessTable) readDetails(p procfs.Proc, info *Process) {
 	info.Cmdline = t.cmdline(p.PID)
 }
 
-// Identity is what names a process beyond its pid.
-type Identity struct {
-	PID, PPID    uint32
-	UID          uint32 // real uid
-	StartTime    uint64 // field 22 of /proc/pid/stat
-	Comm         string
-	KernelThread bool
-}
-
-// ReadIdentity reads /proc/<pid>/stat and status once each. actions/ uses
-// it after pinning a pid with a pidfd, to make sure the pid still names the
-// process the caller meant; the procfs process sensor uses it to diff /proc.
-func ReadIdentity(procRoot string, pid uint32) (Identity, error) {
-	p, err := procfs.NewFS(procRoot)
-	if err != nil {
-		return Identity{}, err
-	}
-	proc, err := p.Proc(int(pid))
-	if err != nil {
-		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
-	}
-	st, err := proc.Stat()
-	if err != nil {
-		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
-	}
-	status, err := proc.NewStatus()
-	if err != nil {
-		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
-	}
-	return Identity{
-		PID: pid, PPID: uint32(st.PPID), UID: uint32(status.UIDs[0]), StartTime: st.Starttime,
-		Comm: st.Comm, KernelThread: isKernelThread(st.PID, st.PPID),
-	}, nil
-}
-
 // isKernelThread: kernel threads are kthreadd (pid 2) and its children.
 func isKernelThread(pid, ppid int) bool { return pid == 2 || ppid == 2 }
 
