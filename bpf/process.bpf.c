@@ -55,10 +55,10 @@ static __always_inline struct npllm_proc_event *reserve(__u64 size)
 	return e;
 }
 
-static __always_inline void submit(struct npllm_proc_event *e)
+static __always_inline void submit(struct npllm_proc_event *e, bool urgent)
 {
 	long flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES)
+	if (urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 	count_add(CNT_EMITTED, 1);
@@ -110,7 +110,7 @@ static __always_inline int on_exec(bool btf, struct task_struct *t, struct linux
 		len = sizeof(e->args);
 	if (bpf_probe_read_user(e->args, len & (sizeof(e->args) - 1 | sizeof(e->args)), (void *)start) == 0)
 		e->args_len = len;
-	submit(e);
+	submit(e, false);
 	return 0;
 }
 
@@ -125,7 +125,7 @@ static __always_inline int on_fork(bool btf, struct task_struct *parent, struct 
 		return 0;
 	fill_common(btf, e, NPLLM_FORK, child);
 	e->ppid = RD(btf, parent->tgid, parent, tgid);
-	submit(e);
+	submit(e, false);
 	return 0;
 }
 
@@ -149,7 +149,11 @@ static __always_inline int on_exit(bool btf, struct task_struct *t)
 		    RD(btf, t->signal->utime, t, signal, utime) + RD(btf, t->signal->stime, t, signal, stime);
 	// signal->maxrss is in pages, folded in from the mm when the group died.
 	e->max_rss_bytes = RD(btf, t->signal->maxrss, t, signal, maxrss) * 4096;
-	submit(e);
+	// A crash (the alert engine's fatal signals, or a core dump) wakes the
+	// reader at once, like an OOM kill; other exits wait for the poll.
+	__u32 sig = e->exit_signal;
+	bool crash = e->core_dumped || sig == 4 || sig == 6 || sig == 7 || sig == 8 || sig == 11;
+	submit(e, crash);
 	return 0;
 }
 
