@@ -3,7 +3,6 @@ package sensors
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/npllm/npllm/dbus/api"
 )
@@ -25,10 +24,6 @@ type Hub struct {
 	published atomic.Uint64
 	dropped   atomic.Uint64
 
-	urgent       func(*Event) bool
-	commitUrgent func()
-	lastUrgent   atomic.Int64 // unix ns of the last urgent commit
-
 	mu   sync.Mutex
 	subs map[*Subscription]struct{}
 }
@@ -42,30 +37,10 @@ func NewHub(capacity int) *Hub {
 // SetSink sets where events go; call it before any sensor starts.
 func (h *Hub) SetSink(sink func(Event) bool) { h.sink = sink }
 
-// urgentGap bounds early commits to the journal's own group-commit rate.
-const urgentGap = 20 * time.Millisecond
-
-// SetUrgent makes events that urgent selects (an OOM kill, a crash) commit
-// at once through commit instead of waiting for the journal's next group
-// commit (20 ms), so their alert reaches clients sooner
-// (BenchmarkOOMKillToAlert). Call it before any sensor starts.
-func (h *Hub) SetUrgent(urgent func(*Event) bool, commit func()) {
-	h.urgent, h.commitUrgent = urgent, commit
-}
-
-// Publish hands an event to the sink; it never blocks, except that an
-// urgent event is committed on the sensor's reader before it goes on.
+// Publish hands an event to the sink; it never blocks.
 func (h *Hub) Publish(ev Event) {
 	if h.sink != nil && h.sink(ev) {
 		h.published.Add(1)
-		if h.urgent != nil && h.urgent(&ev) {
-			// Anyone can crash processes at will: at most one early
-			// commit per urgentGap, the rest wait for the group commit.
-			now, last := time.Now().UnixNano(), h.lastUrgent.Load()
-			if now-last >= int64(urgentGap) && h.lastUrgent.CompareAndSwap(last, now) {
-				h.commitUrgent()
-			}
-		}
 		return
 	}
 	h.dropped.Add(1)

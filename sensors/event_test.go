@@ -1,11 +1,6 @@
 package sensors
 
-import (
-	"testing"
-	"time"
-
-	"github.com/npllm/npllm/dbus/api"
-)
+import "testing"
 
 func TestHubCountsRefusedEventsAndSlowSubscribersLoseTheOldest(t *testing.T) {
 	h := NewHub(2)
@@ -36,34 +31,5 @@ func TestHubCountsRefusedEventsAndSlowSubscribersLoseTheOldest(t *testing.T) {
 	h.Deliver([]Event{{Seq: 4}})
 	if len(sub.C) != 0 {
 		t.Fatal("delivered after Unsubscribe")
-	}
-}
-
-// Urgent events commit at once, but at most once per urgentGap: a user who
-// crashes processes in a loop cannot turn every event into an fdatasync.
-func TestUrgentEventsCommitAtOnceButRateLimited(t *testing.T) {
-	h := NewHub(16)
-	var accepted int
-	h.SetSink(func(Event) bool { accepted++; return true })
-	var commits int
-	h.SetUrgent(func(ev *Event) bool { return ev.Kind == api.KindOOMKill }, func() { commits++ })
-	h.Publish(Event{Kind: api.KindProcessExec})
-	if commits != 0 {
-		t.Fatalf("an exec committed early")
-	}
-	h.Publish(Event{Kind: api.KindOOMKill})
-	if commits != 1 {
-		t.Fatalf("an OOM kill did not commit at once (%d commits)", commits)
-	}
-	for range 100 {
-		h.Publish(Event{Kind: api.KindOOMKill})
-	}
-	if commits != 1 || accepted != 102 {
-		t.Fatalf("a burst of urgent events: %d commits, %d accepted; want 1 and 102", commits, accepted)
-	}
-	time.Sleep(urgentGap + 5*time.Millisecond)
-	h.Publish(Event{Kind: api.KindOOMKill})
-	if commits != 2 {
-		t.Fatalf("after the gap: %d commits, want 2", commits)
 	}
 }

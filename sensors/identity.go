@@ -29,8 +29,8 @@ func ReadIdentity(procRoot string, pid uint32) (Identity, error) {
 		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
 	}
 	id, err := parseStatIdentity(stat)
-	if err != nil {
-		return Identity{}, fmt.Errorf("pid %d: %w", pid, err)
+	if err != nil { // as the procfs library did: unreadable is gone
+		return Identity{}, fmt.Errorf("pid %d: %w (%v)", pid, ErrNoSuchProcess, err)
 	}
 	status, err := os.ReadFile(dir + "/status")
 	if err != nil {
@@ -38,7 +38,7 @@ func ReadIdentity(procRoot string, pid uint32) (Identity, error) {
 	}
 	uid, ok := statusUID(status)
 	if !ok {
-		return Identity{}, fmt.Errorf("pid %d: no Uid line in status", pid)
+		return Identity{}, fmt.Errorf("pid %d: %w (no Uid line in status)", pid, ErrNoSuchProcess)
 	}
 	id.PID, id.UID = pid, uid
 	id.KernelThread = isKernelThread(int(pid), int(id.PPID))

@@ -62,6 +62,7 @@ bus cannot be reached, 2 on bad options.
 	stateDir := flags.String("state-dir", defaultStateDir(), "where the event journal and learned baselines are kept ($STATE_DIRECTORY under systemd)")
 	configPath := flags.String("config", "/etc/npllm/npllmd.toml", "alert thresholds ([alerts] table) and which file systems are watched ([disks]); a missing file means the documented defaults")
 	queue := flags.Int("event-queue", 65536, "events buffered between sensors and the journal; beyond it events are dropped and counted")
+	journalSync := flags.Duration("journal-sync-interval", 5*time.Second, "how often the event journal is fsynced: what a power loss can lose (urgent events are fsynced at once)")
 	showVersion := flags.Bool("version", false, "print the version and exit")
 	cpuProfile := flags.String("cpuprofile", "", "write a Go CPU profile to this file until npllmd stops (for developers)")
 	if err := flags.Parse(os.Args[1:]); err != nil {
@@ -97,7 +98,7 @@ bus cannot be reached, 2 on bad options.
 	}
 	log := systemd.Logger("npllmd", level)
 	slog.SetDefault(log)
-	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, config.Alerts, config.Disks}); err != nil {
+	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, *journalSync, config.Alerts, config.Disks}); err != nil {
 		log.Error("npllmd stopped", "err", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -110,6 +111,7 @@ type options struct {
 	enabled  map[string]bool
 	stateDir string
 	queue    int
+	jsync    time.Duration
 	alerts   alerts.Config
 	disks    sensors.DiskOptions
 }
@@ -133,16 +135,11 @@ func run(log *slog.Logger, o options) error {
 
 	// sensors → hub (bounded, counted) → journal (seq, persisted) → subscribers
 	hub := sensors.NewHub(o.queue)
-	jrnl, err := journal.Open(o.stateDir, journal.Options{OnCommit: hub.Deliver, MaxPending: o.queue})
+	jrnl, err := journal.Open(o.stateDir, journal.Options{OnCommit: hub.Deliver, MaxPending: o.queue, SyncInterval: o.jsync, Log: log})
 	if err != nil {
 		return err
 	}
 	hub.SetSink(jrnl.Append)
-	hub.SetUrgent(alerts.Urgent, func() {
-		if err := jrnl.Sync(); err != nil {
-			log.Warn("urgent journal commit", "err", err)
-		}
-	})
 	defer func() {
 		if err := jrnl.Close(); err != nil {
 			log.Error("close journal", "err", err)
@@ -186,6 +183,7 @@ func run(log *slog.Logger, o options) error {
 	// The watchdog is fed only while a call to ourselves crosses the bus,
 	// the refresh loop ticks and the journal commits.
 	var lastBeat atomic.Int64
+	degraded := false
 	lastBeat.Store(time.Now().UnixNano())
 	go systemd.Watchdog(ctx, func(ctx context.Context) error {
 		if stalled := time.Since(time.Unix(0, lastBeat.Load())); stalled > 3*o.refresh+5*time.Second {
@@ -193,6 +191,15 @@ func run(log *slog.Logger, o options) error {
 		}
 		if err := conn.Object(api.BusName, api.ObjectPath).CallWithContext(ctx, "org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
 			return fmt.Errorf("bus loop: %w", err)
+		}
+		// A refusing disk degrades the status, not the watchdog: events
+		// still reach alerts, and a restart would not free the disk.
+		if ok, reason := jrnl.Health(); !ok {
+			systemd.Status("degraded: " + reason)
+			degraded = true
+		} else if degraded {
+			systemd.Status(fmt.Sprintf("serving %s", api.BusName))
+			degraded = false
 		}
 		return jrnl.Healthy()
 	}, log)

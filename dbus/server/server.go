@@ -236,6 +236,12 @@ func (s *Server) sensorRows() []api.SensorStatus {
 		}
 		if s.cfg.Journal != nil {
 			d["journal_last_seq"] = dbus.MakeVariant(s.cfg.Journal.LastSeq())
+			for k, v := range s.cfg.Journal.Counters() {
+				d[k] = dbus.MakeVariant(v)
+			}
+			if ok, reason := s.cfg.Journal.Health(); !ok {
+				d["reason"] = dbus.MakeVariant(reason)
+			}
 		}
 		rows = append(rows, api.SensorStatus{Name: "event-pipeline", Variant: "hub", State: sensors.StateRunning, Details: d})
 	}

@@ -219,22 +219,6 @@ func (e *Engine) flush() {
 var fatalSignals = map[uint32]string{4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 11: "SIGSEGV"}
 
 // Event looks at one journaled event.
-// Urgent tells the events whose alert should not wait for the journal's
-// group commit: OOM kills and crashes (the rules of Event below).
-func Urgent(ev *sensors.Event) bool {
-	switch ev.Kind {
-	case api.KindOOMKill:
-		return true
-	case api.KindProcessExit:
-		if ev.Exit == nil {
-			return false
-		}
-		_, fatal := fatalSignals[ev.Exit.Signal]
-		return fatal || ev.Exit.CoreDumped
-	}
-	return false
-}
-
 func (e *Engine) Event(ev sensors.Event, now time.Time) {
 	defer e.flush()
 	e.mu.Lock()
