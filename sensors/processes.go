@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,6 +150,14 @@ func startProcessesIter(_ context.Context, env *Env) (Running, error) {
 	}
 	if t.iter, err = openTaskIter(); err != nil {
 		return nil, err
+	}
+	// The iterator reports the kernel's (initial namespace's) pids: in a
+	// pid namespace they would not match /proc and the callers' pids.
+	procs, err := t.iter.snapshot()
+	self := slices.IndexFunc(procs, func(p Process) bool { return p.PID == uint32(os.Getpid()) })
+	if err != nil || self < 0 {
+		t.iter.Close()
+		return nil, &Unavailable{Reason: "the task iterator does not see this process under its pid (a pid namespace?)"}
 	}
 	return t, nil
 }

@@ -1,6 +1,7 @@
 package sensors
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -191,5 +192,26 @@ func TestRankedOnTheIteratorFindsABusyLoopAndTheLargest(t *testing.T) {
 		if byMem[i].RSSBytes > byMem[i-1].RSSBytes {
 			t.Fatalf("by memory out of order: %+v", byMem)
 		}
+	}
+}
+
+// In a pid namespace the iterator's pids (the kernel's) would not match
+// /proc: the bpf_iter variant refuses, so the ladder falls back to procfs.
+func TestTaskIteratorRefusesAPidNamespace(t *testing.T) {
+	requireRoot(t)
+	if os.Getenv("NPLLM_TEST_IN_PIDNS") == "1" {
+		_, err := startProcessesIter(nil, &Env{ProcRoot: "/proc"})
+		var u *Unavailable
+		if !errors.As(err, &u) {
+			t.Fatalf("in a pid namespace: %v, want Unavailable", err)
+		}
+		return
+	}
+	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", os.Args[0],
+		"-test.run=^TestTaskIteratorRefusesAPidNamespace$", "-test.v")
+	cmd.Env = append(os.Environ(), "NPLLM_TEST_IN_PIDNS=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("inside a pid namespace: %v\n%s", err, out)
 	}
 }
