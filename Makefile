@@ -15,7 +15,7 @@ PKG_VERSION ?= 0.1.0+git$(shell git rev-parse --short HEAD 2>/dev/null || echo 0
 STAGE    := dist/stage
 DESTDIR  ?=
 
-.PHONY: all build run test bench lint staticcheck deps clean generate check-generated npm-deps screenshot stage deb rpm install
+.PHONY: all build run test bench fuzz lint staticcheck deps clean generate check-generated npm-deps screenshot stage deb rpm install
 
 all: build
 
@@ -29,6 +29,11 @@ run: deps build
 
 test: deps lint check-generated
 	$(GO) test $(TESTFLAGS) ./...
+
+# The method-table fuzzer against the real npllmd for 5 minutes (make test
+# runs it for 10 s).
+fuzz:
+	NPLLM_FUZZ_DURATION=$${NPLLM_FUZZ_DURATION:-5m} $(GO) test $(TESTFLAGS) -run TestMethodTableFuzz ./dbus/server/
 
 # As root: apt-get installs the package of every missing tool in deps.txt
 # (not root: prints the command), then the MCP test client. Nothing missing:

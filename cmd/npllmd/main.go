@@ -20,11 +20,13 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/actions"
+	"github.com/npllm/npllm/actions/tuning"
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/dbus/server"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
 	"github.com/npllm/npllm/sensors/alerts"
+	"github.com/npllm/npllm/sensors/canary"
 	"github.com/npllm/npllm/sensors/journal"
 	"github.com/npllm/npllm/systemd"
 )
@@ -162,12 +164,19 @@ func run(log *slog.Logger, o options) error {
 	}
 	engine := alerts.New(o.alerts, baselines, procs, nil)
 
+	// Trials a crash left behind are reverted before the name is owned, so
+	// no client can start one first.
+	trials := openTuning(ctx, log, o.stateDir, hub, &canary.Source{Sensors: mgr, Baselines: baselines})
+	if trials != nil {
+		defer trials.Close()
+	}
+
 	units := &actions.Units{}
 	defer units.Close()
 	srv, err := server.NewServer(conn, server.ServerConfig{
 		Version: version, Refresh: o.refresh, Sensors: mgr, Log: log,
 		Authority: polkit.NewAuthority(conn), Units: units, Journal: jrnl, Hub: hub,
-		Alerts: engine, Baselines: baselines,
+		Alerts: engine, Baselines: baselines, Tuning: trials,
 	})
 	if err != nil {
 		return err
@@ -208,6 +217,25 @@ func run(log *slog.Logger, o options) error {
 	srv.ReleaseName()
 	log.Info("npllmd stopping")
 	return nil
+}
+
+// openTuning starts the trial engine and reverts what a previous npllmd
+// left unconfirmed; without it npllmd still serves, and says why.
+func openTuning(ctx context.Context, log *slog.Logger, dir string, hub *sensors.Hub, metrics *canary.Source) *tuning.Engine {
+	eng, err := tuning.New(tuning.Config{StateDir: dir, Metrics: metrics, Log: log,
+		Record: func(ev tuning.Event) { hub.Publish(server.TuningEvent(ev, time.Now())) }})
+	if err != nil {
+		log.Error("tuning trials unavailable", "err", err)
+		return nil
+	}
+	reverted, err := eng.RecoverAtStart(ctx)
+	if err != nil {
+		log.Error("recover tuning trials", "err", err)
+	}
+	for _, t := range reverted {
+		log.Warn("reverted a trial left by a previous npllmd", "trial", string(t.ID), "reason", t.Reason)
+	}
+	return eng
 }
 
 func parsePairs(s string) (map[string]string, error) {

@@ -13,6 +13,11 @@ const (
 	// MountHung: statfs on a mount did not answer in time; the mount shows
 	// as unknown until it answers again.
 	MountHung = "4e64f350e225480090e71516dfd8ac70"
+	// Audit: one privileged call, its caller (from the bus) and its result.
+	Audit = "d5efb60fb46c4c8c9981a08ea3aa8b0d"
+	// AuditSuppressed: failed privileged calls of one uid beyond the log's
+	// rate, counted instead of logged one by one.
+	AuditSuppressed = "fa35bdd5b10e4e67b525bf11b3b3efcf"
 )
 
 // Attr is the MESSAGE_ID attribute for a slog record.
