@@ -36,6 +36,7 @@ var Methods = map[string]Rule{
 	"GetBaseline":      {ReadOnly: true},
 	"GetConfiguration": {ReadOnly: true},
 	"GetUnit":          {ReadOnly: true},
+	"GetCounters":      {ReadOnly: true},
 
 	"SignalProcess":        {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"SetProcessPriority":   {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},

@@ -53,6 +53,7 @@ type Server struct {
 	obj      *assistant
 
 	callers   callerCache
+	counters  *counterState
 	health    string
 	lastSaved time.Time
 }
@@ -76,6 +77,7 @@ func NewServer(conn *dbus.Conn, cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{conn: conn, cfg: cfg, contract: contract, log: cfg.Log}
 	s.callers.conn = conn
+	s.counters = newCounterState()
 	s.props = newProperties(conn, contract)
 	s.obj = &assistant{s: s}
 
