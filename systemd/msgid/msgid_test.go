@@ -4,9 +4,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/npllm/npllm/dbus/api"
