@@ -34,7 +34,7 @@ var (
 	descDecodeErrors = prometheus.NewDesc("npllm_sensor_decode_errors_total", "Kernel records a sensor could not decode.", []string{"sensor"}, nil)
 	descRetransmits  = prometheus.NewDesc("npllm_tcp_retransmits_total", "TCP segments retransmitted (tcp:tcp_retransmit_skb).", nil, nil)
 	descResets       = prometheus.NewDesc("npllm_tcp_resets_total", "TCP resets sent and received.", []string{"direction"}, nil)
-	descHistMissed   = prometheus.NewDesc("npllm_histogram_missed_total", "Samples a latency histogram could not time (their start was not seen).", []string{"histogram"}, nil)
+	descHistMissed   = prometheus.NewDesc("npllm_latency_samples_missed_total", "Samples a latency sensor could not time (their start was not seen).", []string{"sensor"}, nil)
 
 	descRunq = prometheus.NewDesc("npllm_runqueue_latency_seconds",
 		"Time from wake-up to running on a CPU (runq_latency sensor, off by default). _sum is NaN: the kernel keeps bucket counts only.", nil, nil)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/godbus/dbus/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -85,7 +86,20 @@ func main() {
 	}
 	log := systemd.Logger("npllm-exporter", level)
 
-	dial := func(ctx context.Context) (metrics.Source, error) { return client.Connect(ctx) }
+	// The connection outlives the scrape that opens it (client.Connect's
+	// context would close it when the scrape ends); only the ping is bounded.
+	dial := func(ctx context.Context) (metrics.Source, error) {
+		conn, err := dbus.ConnectSystemBus()
+		if err != nil {
+			return nil, fmt.Errorf("%w: cannot connect to the system bus: %v", client.ErrNotRunning, err)
+		}
+		c := client.NewClient(conn)
+		if err := c.Ping(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return c, nil
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics.New(dial, *timeout, log))
 	if *exporterMetrics {
