@@ -286,6 +286,13 @@ func TestExporterWithoutNpllmdAndAcrossRestarts(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// npllmd's own count (the exporter would hide a drop): rebuilt from
+	// the journal after the restart, not restarted from zero.
+	c := client.NewClient(mustConnect(t, b))
+	before, err := c.GetCounters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := d.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -293,6 +300,13 @@ func TestExporterWithoutNpllmdAndAcrossRestarts(t *testing.T) {
 		t.Error("npllm_up is not 0 while npllmd is stopped")
 	}
 	b.DaemonForTest(t, bin("npllmd"))
+	after, err := c.GetCounters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Events["process.exec"] < before.Events["process.exec"] || before.Events["process.exec"] < 20 || after.BootID != before.BootID || after.StartedNS <= before.StartedNS {
+		t.Errorf("GetCounters before the restart %+v, after %+v", before, after)
+	}
 	fams = check()
 	if v, _ := value(fams, "npllm_up"); v != 1 {
 		t.Fatal("npllm_up is not 1 after npllmd restarted")
