@@ -23,6 +23,7 @@ import (
 
 	"github.com/npllm/npllm/dbus/client"
 	"github.com/npllm/npllm/dbus/testbus"
+	"github.com/npllm/npllm/systemd/msgid"
 )
 
 // The real chain: npllmd on a private bus with real polkitd and kernel,
@@ -131,7 +132,7 @@ func seriesCount(text string) int {
 
 func TestPrometheusScrapesTheExporter(t *testing.T) {
 	b := testbus.ForTest(t)
-	b.DaemonForTest(t, bin("npllmd"))
+	d := b.DaemonForTest(t, bin("npllmd"))
 	addr, _ := startExporter(t, b)
 	text, fams := scrape(t, addr)
 	if v, _ := value(fams, "npllm_up"); v != 1 {
@@ -212,6 +213,11 @@ func TestPrometheusScrapesTheExporter(t *testing.T) {
 			t.Fatalf("NpllmOOMKills not active in Alertmanager within 30 s: %s", body)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	// npllmd logged the alert with its kind's MESSAGE_ID (journalctl
+	// MESSAGE_ID=… and the catalog key on it).
+	if !strings.Contains(d.Log(), "message_id="+msgid.AlertOOMKill) {
+		t.Errorf("the OOM alert was logged without its MESSAGE_ID:\n%s", tail(d.Log(), 2000))
 	}
 }
 
