@@ -3,6 +3,8 @@ package packaging_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -352,6 +354,52 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		})
 	})
 
+	t.Run("the OOM alert is explained by the catalog (journalctl -x)", func(t *testing.T) {
+		// The kill of the previous subtest raised an oom.kill alert, logged
+		// with its MESSAGE_ID; postinst compiled the catalog.
+		c.waitFor(t, "catalog text for the OOM alert", 20*time.Second, func() string {
+			out, _ := c.run("journalctl", "-x", "--no-pager", "MESSAGE_ID="+msgid.AlertOOMKill)
+			if !strings.Contains(out, "Subject: Alert: a process was killed for lack of memory") || !strings.Contains(out, "OOM killer") {
+				return out
+			}
+			return ""
+		})
+	})
+
+	t.Run("npllm-exporter: disabled, then socket-activated under its hardened unit", func(t *testing.T) {
+		if out, _ := c.run("systemctl", "is-enabled", "npllm-exporter.socket"); strings.TrimSpace(out) != "disabled" {
+			t.Errorf("npllm-exporter.socket is %q after install, want disabled", out)
+		}
+		if out, _ := c.run("systemctl", "is-active", "npllm-exporter.service"); strings.TrimSpace(out) == "active" {
+			t.Error("npllm-exporter runs without being enabled")
+		}
+		c.must(t, "systemctl", "enable", "--now", "npllm-exporter.socket")
+		defer c.run("systemctl", "disable", "--now", "npllm-exporter.socket", "npllm-exporter.service")
+		// The container shares the host's network: scrape from here.
+		var body string
+		c.waitFor(t, "a scrape through the socket", 20*time.Second, func() string {
+			resp, err := http.Get("http://127.0.0.1:10140/metrics")
+			if err != nil {
+				return err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if body = string(b); !strings.Contains(body, "\nnpllm_up 1\n") {
+				return body
+			}
+			return ""
+		})
+		if !strings.Contains(body, `npllm_events_total{kind="oom.kill"}`) {
+			t.Errorf("no oom.kill counter in:\n%.3000s", body)
+		}
+		if out, _ := c.run("systemctl", "is-active", "npllm-exporter.service"); strings.TrimSpace(out) != "active" {
+			t.Errorf("npllm-exporter.service not started by its socket: %s", out)
+		}
+		if out := c.must(t, "systemctl", "show", "-p", "User", "-p", "DynamicUser", "npllm-exporter.service"); !strings.Contains(out, "DynamicUser=yes") {
+			t.Errorf("not a dynamic user: %s", out)
+		}
+	})
+
 	t.Run("a damaged baselines.json is moved aside after kill -9 and logged with its MESSAGE_ID", func(t *testing.T) {
 		before := c.mainPID(t, "npllmd")
 		c.must(t, "sh", "-c", "kill -KILL "+before+" && printf '[null]' > /var/lib/npllm/baselines.json")
@@ -373,7 +421,8 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		for _, p := range []string{"/usr/libexec/npllmd", "/usr/bin/npllmctl", "/usr/bin/npllm-agent", "/var/lib/npllm", "/etc/npllm",
 			"/usr/lib/systemd/system/npllmd.service", "/usr/share/dbus-1/system.d/org.npllm.Assistant.conf",
 			"/usr/share/polkit-1/actions/org.npllm.Assistant.policy", "/etc/xdg/autostart/org.npllm.Agent.desktop",
-			"/etc/systemd/system/multi-user.target.wants/npllmd.service", "/usr/share/bash-completion/completions/npllmctl"} {
+			"/etc/systemd/system/multi-user.target.wants/npllmd.service", "/usr/share/bash-completion/completions/npllmctl",
+			"/usr/bin/npllm-exporter", "/usr/lib/systemd/system/npllm-exporter.socket", "/usr/lib/systemd/catalog/npllm.catalog"} {
 			if out, err := c.run("test", "-e", p); err == nil {
 				t.Errorf("%s is still there after purge %s", p, out)
 			}
