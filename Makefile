@@ -90,6 +90,7 @@ install: stage
 	install -Dm644 systemd/npllm-exporter.socket $(DESTDIR)/usr/lib/systemd/system/npllm-exporter.socket
 	install -Dm644 packaging/prometheus/npllm.rules.yml $(DESTDIR)/usr/share/npllm/prometheus/npllm.rules.yml
 	install -Dm644 systemd/npllm.catalog $(DESTDIR)/usr/lib/systemd/catalog/npllm.catalog
+	install -Dm644 packaging/sysusers/npllm-exporter.conf $(DESTDIR)/usr/lib/sysusers.d/npllm-exporter.conf
 	install -Dm644 systemd/npllmd.service $(DESTDIR)/usr/lib/systemd/system/npllmd.service
 	install -Dm644 systemd/npllm-agent.service $(DESTDIR)/usr/lib/systemd/user/npllm-agent.service
 	install -Dm644 packaging/dbus/org.npllm.Assistant.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.npllm.Assistant.conf

@@ -366,7 +366,7 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		})
 	})
 
-	t.Run("npllm-exporter: disabled, then socket-activated under its hardened unit", func(t *testing.T) {
+	t.Run("npllm-exporter: disabled, then socket-activated under its hardened unit as its own user", func(t *testing.T) {
 		if out, _ := c.run("systemctl", "is-enabled", "npllm-exporter.socket"); strings.TrimSpace(out) != "disabled" {
 			t.Errorf("npllm-exporter.socket is %q after install, want disabled", out)
 		}
@@ -395,8 +395,9 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		if out, _ := c.run("systemctl", "is-active", "npllm-exporter.service"); strings.TrimSpace(out) != "active" {
 			t.Errorf("npllm-exporter.service not started by its socket: %s", out)
 		}
-		if out := c.must(t, "systemctl", "show", "-p", "User", "-p", "DynamicUser", "npllm-exporter.service"); !strings.Contains(out, "DynamicUser=yes") {
-			t.Errorf("not a dynamic user: %s", out)
+		pid := c.mainPID(t, "npllm-exporter.service")
+		if out := c.must(t, "ps", "-o", "user=", "-p", pid); strings.TrimSpace(out) != "npllm-exporter" {
+			t.Errorf("npllm-exporter runs as %q, want its own system user", out)
 		}
 	})
 
@@ -422,7 +423,8 @@ func TestDebUnderRealSystemd(t *testing.T) {
 			"/usr/lib/systemd/system/npllmd.service", "/usr/share/dbus-1/system.d/org.npllm.Assistant.conf",
 			"/usr/share/polkit-1/actions/org.npllm.Assistant.policy", "/etc/xdg/autostart/org.npllm.Agent.desktop",
 			"/etc/systemd/system/multi-user.target.wants/npllmd.service", "/usr/share/bash-completion/completions/npllmctl",
-			"/usr/bin/npllm-exporter", "/usr/lib/systemd/system/npllm-exporter.socket", "/usr/lib/systemd/catalog/npllm.catalog"} {
+			"/usr/bin/npllm-exporter", "/usr/lib/systemd/system/npllm-exporter.socket", "/usr/lib/systemd/catalog/npllm.catalog",
+			"/usr/lib/sysusers.d/npllm-exporter.conf"} {
 			if out, err := c.run("test", "-e", p); err == nil {
 				t.Errorf("%s is still there after purge %s", p, out)
 			}
