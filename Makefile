@@ -1,5 +1,5 @@
-# npllm — see README.md. Every target works on a fresh Debian 12 as root
-# once .ci/run (or the apt-get line in the README) has installed the tools.
+# npllm — see README.md. "make test" and "make run" work on a fresh Debian 12
+# as root: they first install what they need (make deps, from deps.txt).
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
 LDFLAGS  := -X main.version=$(VERSION)
@@ -15,7 +15,7 @@ PKG_VERSION ?= 0.1.0+git$(shell git rev-parse --short HEAD 2>/dev/null || echo 0
 STAGE    := dist/stage
 DESTDIR  ?=
 
-.PHONY: all build run test bench lint clean generate check-generated npm-deps screenshot stage deb rpm install
+.PHONY: all build run test bench fuzz lint staticcheck deps clean generate check-generated npm-deps screenshot stage deb rpm install
 
 all: build
 
@@ -24,11 +24,24 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 # Builds, then runs npllmd on a private bus (or shows the installed one).
-run: build
+run: deps build
 	$(BIN)/npllm-devbus --bin $(BIN)
 
-test: lint check-generated npm-deps
+test: deps lint check-generated
 	$(GO) test $(TESTFLAGS) ./...
+
+# The method-table fuzzer against the real npllmd for 5 minutes (make test
+# runs it for 10 s).
+fuzz:
+	NPLLM_FUZZ_DURATION=$${NPLLM_FUZZ_DURATION:-5m} $(GO) test $(TESTFLAGS) -run TestMethodTableFuzz ./dbus/server/
+
+# As root: apt-get installs the package of every missing tool in deps.txt
+# (not root: prints the command), then the MCP test client. Nothing missing:
+# instant and offline. DEPS_GROUPS adds "screenshot" or "vmlinux".
+DEPS_GROUPS ?= test
+deps:
+	@./.ci/deps $(DEPS_GROUPS)
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory npm-deps; else echo "deps: no npm, so no MCP test client"; fi
 
 # The official MCP SDK client the bridge's tests drive (npm registry).
 npm-deps:
@@ -36,6 +49,7 @@ npm-deps:
 
 # The README's picture: real notifications (dunst under Xvfb) and the tray.
 screenshot: build
+	@$(MAKE) --no-print-directory deps DEPS_GROUPS="test screenshot"
 	@mkdir -p docs
 	$(BIN)/npllm-devbus --bin $(BIN) --screenshot docs/screenshot.png
 
@@ -47,6 +61,7 @@ generate:
 	cd sensors && ./syscall_names.sh
 
 vmlinux:
+	@$(MAKE) --no-print-directory deps DEPS_GROUPS=vmlinux
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 
 # Fails when the committed bpf2go outputs are not what the sources compile to.
@@ -61,6 +76,10 @@ lint:
 	$(GO) vet ./...
 	xmllint --noout $(XML)
 	desktop-file-validate packaging/desktop/*.desktop
+
+# Not in lint yet: its findings are fixed after the restructuring (issue 11).
+staticcheck:
+	$(GO) tool staticcheck ./...
 
 # What the packages and "make install" ship, built once.
 stage:

@@ -49,6 +49,8 @@ func Open(procRoot string, pid uint32, startTime uint64) (*Target, error) {
 			return nil, fmt.Errorf("%w: pid %d", ErrNoSuchProcess, pid)
 		case errors.Is(err, unix.EINVAL):
 			return nil, invalid("%d is a thread id, not a process id", pid)
+		case errors.Is(err, unix.ENOENT): // this kernel (6.18), for a thread id; found by the method-table fuzzer
+			return nil, invalid("%d is not a process id (a thread's, or gone)", pid)
 		}
 		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}

@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/BurntSushi/toml"
 	"github.com/godbus/dbus/v5"
 	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/desktop/ask"
 	"github.com/npllm/npllm/desktop/mutes"
 )
 
@@ -26,17 +26,12 @@ type AgentConfig struct {
 		HTTP     string `toml:"http"`
 		ReadOnly bool   `toml:"read_only"`
 	} `toml:"mcp"`
+	// Model is the local model for "Explain" (and npllmctl ask).
+	Model ask.ModelConfig `toml:"model"`
 }
 
 // AgentConfigPath is where the agent's settings live.
-func AgentConfigPath() string {
-	dir := os.Getenv("XDG_CONFIG_HOME")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".config")
-	}
-	return filepath.Join(dir, "npllm", "agent.toml")
-}
+func AgentConfigPath() string { return ask.ConfigPath() }
 
 // LoadAgentConfig reads path (missing: defaults); unknown keys are errors.
 func LoadAgentConfig(path string) (AgentConfig, error) {
@@ -64,6 +59,7 @@ type Agent struct {
 	Notifier        *Notifier
 	Tray            *Tray
 	log             *slog.Logger
+	model           ask.ModelConfig
 }
 
 // NewAgent connects to both buses and the notification server.
@@ -99,7 +95,7 @@ func NewAgent(cfg AgentConfig, log *slog.Logger) (*Agent, error) {
 		session.Close()
 		return nil, err
 	}
-	a := &Agent{System: system, Session: session, Client: cl, Notifier: notifier, log: log}
+	a := &Agent{System: system, Session: session, Client: cl, Notifier: notifier, log: log, model: cfg.Model}
 	if cfg.Tray == nil || *cfg.Tray {
 		a.Tray = NewTray(session, cl, notifier, muted, log)
 	}
@@ -123,6 +119,7 @@ func (a *Agent) Run(ctx context.Context, extra func(client.Notice)) error {
 	if a.Tray != nil {
 		go a.Tray.Run(ctx)
 	}
+	go a.FindModel(ctx, a.model)
 	for n := range notices {
 		switch n := n.(type) {
 		case client.AlertRaised:

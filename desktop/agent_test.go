@@ -1,6 +1,7 @@
 package desktop_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/client"
 	"github.com/npllm/npllm/dbus/testbus"
 )
 
@@ -61,7 +63,10 @@ func setup(t *testing.T, alerts string) *world { return setupTB(t, alerts) }
 
 func setupB(b *testing.B) *world { return setupTB(b, "") }
 
-func setupTB(t testing.TB, alerts string) *world {
+func setupTB(t testing.TB, alerts string) *world { return setupWith(t, alerts, "") }
+
+// setupWith also writes the agent's agent.toml before it starts.
+func setupWith(t testing.TB, alerts, agentToml string) *world {
 	t.Helper()
 	w := &world{bus: testbus.ForTest(t)}
 	toml := "[alerts]\ndisk_warning_percent = 100\ndisk_critical_percent = 100\n" + alerts
@@ -69,6 +74,12 @@ func setupTB(t testing.TB, alerts string) *world {
 	w.daemon = w.bus.DaemonForTest(t, bin("npllmd"))
 	w.desk = testbus.DesktopForTest(t)
 	w.home = t.TempDir()
+	if agentToml != "" {
+		os.MkdirAll(filepath.Join(w.home, "config", "npllm"), 0o755)
+		if err := os.WriteFile(filepath.Join(w.home, "config", "npllm", "agent.toml"), []byte(agentToml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	w.startAgent(t)
 	return w
 }
@@ -232,6 +243,9 @@ func TestActionButtonActsThroughTheDaemonAndClearedAlertsClose(t *testing.T) {
 	}
 	defer busy.Process.Kill()
 	w.waitDisplayed(t, "runaway notification", func(n int) bool { return n >= 1 })
+	// The machine is shared: the busiest process may be someone else's.
+	// Click only if the one notification is about this test's own loop.
+	w.requireRunawayIs(t, busy.Process.Pid)
 	// A click on the notification: dunst invokes its default action,
 	// which is "Terminate sh".
 	if out, err := w.desk.Dunstctl("action", "0"); err != nil {
@@ -348,4 +362,31 @@ func TestOneAgentPerSession(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "another npllm-agent already runs") {
 		t.Errorf("a second agent: %v %s", err, out)
 	}
+}
+
+// requireRunawayIs fails the test, before any button is clicked, unless
+// the only notification shown is the cpu.runaway alert about pid.
+func (w *world) requireRunawayIs(t *testing.T, pid int) {
+	t.Helper()
+	if n := w.displayed(t); n != 1 {
+		t.Fatalf("%d notifications shown: not clicking on a shared machine", n)
+	}
+	conn, err := w.bus.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	st, err := client.NewClient(conn).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range st.ActiveAlerts {
+		if a.Kind == api.KindCPURunaway {
+			if int(a.PID) != pid {
+				t.Fatalf("the runaway alert names pid %d (%s), not this test's loop %d: not clicking", a.PID, a.Comm, pid)
+			}
+			return
+		}
+	}
+	t.Fatalf("no cpu.runaway alert among %+v", st.ActiveAlerts)
 }

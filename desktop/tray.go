@@ -129,7 +129,10 @@ func (t *Tray) update(ctx context.Context) {
 	// abandons the old items' click goroutines.
 	sig := st.Health + "|" + strings.Join(t.mutes.List(), ",")
 	for _, a := range st.ActiveAlerts {
-		sig += "|" + a.ID + a.Severity + a.Summary
+		sig += "|" + a.ID + a.Severity + a.Summary + t.notifier.Explanation(a.ID)
+	}
+	if t.notifier.explainer() != nil {
+		sig += "|explain"
 	}
 	t.mu.Lock()
 	same := sig == t.menuSig
@@ -150,7 +153,11 @@ func (t *Tray) update(ctx context.Context) {
 		id, kind, summary := a.ID, a.Kind, plain(a.Summary)
 		// Each alert is a submenu with the buttons its notification has.
 		item := systray.AddMenuItem(fmt.Sprintf("[%s] %s", a.Severity, summary), "")
-		target, actions := AlertActions(&a)
+		target, actions := AlertActions(&a, t.notifier.explainer() != nil)
+		if text := t.notifier.Explanation(id); text != "" {
+			exp := item.AddSubMenuItem(clipText(plain(strings.Join(strings.Fields(text), " ")), 300), "the model's explanation")
+			exp.Disable()
+		}
 		target.alert = id
 		for _, act := range actions {
 			sub := item.AddSubMenuItem(act.Label, "")

@@ -3,13 +3,82 @@
 // authority client asks polkitd about the caller's unique bus name.
 package polkit
 
+import "fmt"
+
 // polkit action ids, declared in packaging/polkit/org.npllm.Assistant.policy.
 const (
 	ActionManageOwnProcess = "org.npllm.Assistant.manage-own-process"
 	ActionManageAnyProcess = "org.npllm.Assistant.manage-any-process"
 	ActionManageUnits      = "org.npllm.Assistant.manage-units"
 	ActionConfigure        = "org.npllm.Assistant.configure"
+	// ActionTune guards tuning trials: auth_admin, never kept.
+	ActionTune = "org.npllm.Assistant.tune"
+
+	// The agent-* actions guard the same methods when the call carries
+	// option "automated": true (the MCP bridge, the ask loop): auth_self /
+	// auth_admin without _keep, so one approval never covers a model's
+	// next write.
+	ActionAgentManageOwnProcess = "org.npllm.Assistant.agent-manage-own-process"
+	ActionAgentManageAnyProcess = "org.npllm.Assistant.agent-manage-any-process"
+	ActionAgentManageUnits      = "org.npllm.Assistant.agent-manage-units"
+	ActionAgentConfigure        = "org.npllm.Assistant.agent-configure"
+	ActionAgentTune             = "org.npllm.Assistant.agent-tune"
 )
+
+// Automated maps each action to the one used when the call is automated.
+// Every action a method can need (including ActionManageAnyProcess for
+// raising priority) must have an entry: CheckTable says so.
+var Automated = map[string]string{
+	ActionManageOwnProcess: ActionAgentManageOwnProcess,
+	ActionManageAnyProcess: ActionAgentManageAnyProcess,
+	ActionManageUnits:      ActionAgentManageUnits,
+	ActionConfigure:        ActionAgentConfigure,
+	ActionTune:             ActionAgentTune,
+}
+
+// Actions lists every action id the table can return, for the check
+// against the .policy file.
+func Actions() []string {
+	var out []string
+	for k, v := range Automated {
+		out = append(out, k, v)
+	}
+	return out
+}
+
+// CheckTable reports a privileged method without an action, or an action
+// without its automated counterpart.
+func CheckTable() error {
+	for name, r := range Methods {
+		if r.ReadOnly {
+			continue
+		}
+		if r.Action == "" {
+			return fmt.Errorf("method %s is neither read-only nor guarded by an action", name)
+		}
+		for _, a := range []string{r.Action, r.OtherUserAction} {
+			if _, ok := Automated[a]; a != "" && !ok {
+				return fmt.Errorf("method %s: action %s has no automated counterpart", name, a)
+			}
+		}
+	}
+	if _, ok := Automated[ActionManageAnyProcess]; !ok {
+		return fmt.Errorf("action %s has no automated counterpart", ActionManageAnyProcess)
+	}
+	return nil
+}
+
+// ForCall returns action itself, or its automated counterpart; an action
+// without one (CheckTable forbids it) fails closed to the admin's.
+func ForCall(action string, automated bool) string {
+	if !automated {
+		return action
+	}
+	if a, ok := Automated[action]; ok {
+		return a
+	}
+	return ActionAgentManageAnyProcess
+}
 
 // Rule says how one method is authorized.
 type Rule struct {
@@ -36,6 +105,9 @@ var Methods = map[string]Rule{
 	"GetBaseline":      {ReadOnly: true},
 	"GetConfiguration": {ReadOnly: true},
 	"GetUnit":          {ReadOnly: true},
+	"GetTunables":      {ReadOnly: true},
+	"GetTrials":        {ReadOnly: true},
+	"GetTrialHistory":  {ReadOnly: true},
 	"GetCounters":      {ReadOnly: true},
 
 	"SignalProcess":        {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
@@ -45,6 +117,9 @@ var Methods = map[string]Rule{
 	"SetSensorEnabled":     {Action: ActionConfigure},
 	"ForgetBaseline":       {Action: ActionConfigure},
 	"Configure":            {Action: ActionConfigure},
+	"StartTrial":           {Action: ActionTune},
+	"ConfirmTrial":         {Action: ActionTune},
+	"RevertTrial":          {Action: ActionTune},
 }
 
 // Lookup returns the rule of a method; ok is false for methods the table

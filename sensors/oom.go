@@ -138,10 +138,20 @@ func findCgroup(root string, id uint64) string {
 //
 //	oom-kill:constraint=CONSTRAINT_MEMCG,…,task_memcg=/test,task=hog,pid=123,uid=0
 //	Memory cgroup out of memory: Killed process 123 (hog) total-vm:…kB, anon-rss:…kB, file-rss:…kB, shmem-rss:…kB, UID:0 pgtables:…kB oom_score_adj:0
+//
+// Older kernels (4.19) leave ", UID:…" and what follows out of the second
+// line; 4.9 has no oom-kill line. testdata/kmsg holds examples.
 var (
-	kmsgKilled = regexp.MustCompile(`Killed process (\d+) \((.*)\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB, shmem-rss:(\d+)kB, UID:(\d+)(?:.*oom_score_adj:(-?\d+))?`)
-	kmsgMemcg  = regexp.MustCompile(`oom-kill:.*task_memcg=([^,]*),.*pid=(\d+)`)
+	kmsgKilled = regexp.MustCompile(`Killed process (\d+) \((.*)\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB, shmem-rss:(\d+)kB(?:, UID:(\d+))?(?:.*oom_score_adj:(-?\d+))?`)
+	kmsgMemcg  = regexp.MustCompile(`oom-kill:.*task_memcg=([^,]*),.*pid=(\d+)(?:,uid=(\d+))?`)
 )
+
+// kmsgVictim is what the oom-kill line says about the process killed next.
+type kmsgVictim struct{ cgroup, uid string }
+
+// maxKmsgVictims bounds the oom-kill lines kept waiting for their "Killed
+// process" line (which may have been overwritten before we read it).
+const maxKmsgVictims = 64
 
 type oomKmsg struct {
 	f      *os.File
@@ -171,8 +181,14 @@ func startOOMKmsg(_ context.Context, env *Env) (Running, error) {
 
 func (s *oomKmsg) read() {
 	defer s.wg.Done()
-	memcg := map[string]string{} // pid → cgroup, from the line before
-	r := bufio.NewReaderSize(s.f, 8192)
+	s.readFrom(s.f)
+}
+
+// readFrom parses /dev/kmsg records ("prio,seq,usec,flags;message") until
+// the reader ends.
+func (s *oomKmsg) readFrom(rd io.Reader) {
+	memcg := map[string]kmsgVictim{} // by pid, from the line before
+	r := bufio.NewReaderSize(rd, 8192)
 	for {
 		// Each read of /dev/kmsg returns one record; EPIPE means records
 		// were overwritten before we read them, and reading goes on.
@@ -183,9 +199,18 @@ func (s *oomKmsg) read() {
 		if err != nil {
 			return
 		}
-		_, msg, _ := strings.Cut(line, ";")
+		head, msg, _ := strings.Cut(line, ";")
+		// Only the kernel's own records (facility 0): root's programs can
+		// write to /dev/kmsg too, and a continuation line has no prefix.
+		prio, _, _ := strings.Cut(head, ",")
+		if p, err := strconv.Atoi(prio); err != nil || p>>3 != 0 {
+			continue
+		}
 		if m := kmsgMemcg.FindStringSubmatch(msg); m != nil {
-			memcg[m[2]] = m[1]
+			if len(memcg) >= maxKmsgVictims {
+				clear(memcg)
+			}
+			memcg[m[2]] = kmsgVictim{cgroup: m[1], uid: m[3]}
 			continue
 		}
 		if ev, ok := parseKmsgKill(msg, memcg); ok {
@@ -195,22 +220,26 @@ func (s *oomKmsg) read() {
 	}
 }
 
-func parseKmsgKill(msg string, memcg map[string]string) (Event, bool) {
+func parseKmsgKill(msg string, memcg map[string]kmsgVictim) (Event, bool) {
 	m := kmsgKilled.FindStringSubmatch(msg)
 	if m == nil {
 		return Event{}, false
 	}
 	kb := func(s string) uint64 { v, _ := strconv.ParseUint(s, 10, 64); return v * 1024 }
+	victim := memcg[m[1]]
+	delete(memcg, m[1])
+	uidText := m[6]
+	if uidText == "" {
+		uidText = victim.uid // 4.19: only the oom-kill line names it
+	}
 	pid64, _ := strconv.ParseUint(m[1], 10, 32)
-	uid64, _ := strconv.ParseUint(m[6], 10, 32)
+	uid64, uidErr := strconv.ParseUint(uidText, 10, 32)
 	adj, _ := strconv.ParseInt(m[7], 10, 32)
 	pid, uid := uint32(pid64), uint32(uid64)
-	cg := memcg[m[1]]
-	delete(memcg, m[1])
 	return Event{
-		Kind: api.KindOOMKill, TimeNS: uint64(time.Now().UnixNano()), PID: pid, UID: uid, HasUID: true,
+		Kind: api.KindOOMKill, TimeNS: uint64(time.Now().UnixNano()), PID: pid, UID: uid, HasUID: uidErr == nil, // 4.9: unknown
 		Comm: m[2],
-		OOM:  &api.OOMKill{RSSBytes: kb(m[3]) + kb(m[4]) + kb(m[5]), OOMScoreAdj: int32(adj), Cgroup: cg},
+		OOM:  &api.OOMKill{RSSBytes: kb(m[3]) + kb(m[4]) + kb(m[5]), OOMScoreAdj: int32(adj), Cgroup: victim.cgroup},
 	}, true
 }
 

@@ -107,6 +107,15 @@ func (e *Engine) record(ev Event) {
 // canary. Any error before the apply leaves everything as it was; an apply
 // that fails half-way is undone before Start returns.
 func (e *Engine) Start(ctx context.Context, changes []Change, opts Options) (TrialID, error) {
+	return e.StartAuthorized(ctx, changes, opts, nil)
+}
+
+// StartAuthorized is Start with a check between validation and any effect:
+// authorize sees the validated changes (with their current values) and
+// its error is returned as is, with nothing written or recorded. The
+// daemon asks polkit here, so a request is authorized only once it is
+// known to be valid, and a denied one changes nothing.
+func (e *Engine) StartAuthorized(ctx context.Context, changes []Change, opts Options, authorize func([]ChangeInfo) error) (TrialID, error) {
 	if len(changes) == 0 || len(changes) > maxChanges {
 		return "", invalid("a trial changes 1 to %d knobs, not %d", maxChanges, len(changes))
 	}
@@ -152,6 +161,11 @@ func (e *Engine) Start(ctx context.Context, changes []Change, opts Options) (Tri
 		}
 		knobs[i] = k
 		infos[i] = ChangeInfo{Knob: c.Knob, Target: c.Target, Key: k.Key(), Old: old, New: v}
+	}
+	if authorize != nil {
+		if err := authorize(infos); err != nil {
+			return "", err
+		}
 	}
 	var before []Figure
 	if len(opts.Watch) > 0 {

@@ -36,7 +36,9 @@ Notifications are updated in place, bursts of OOM kills or crashes within
 30 s share one, and dismissing the same kind of alert about the same app
 three times mutes it (undo: npllmctl unmute KIND APP, or the tray menu).
 Settings: $XDG_CONFIG_HOME/npllm/agent.toml (tray = false hides the tray
-icon; [mcp] http = "127.0.0.1:PORT" also serves MCP over HTTP).
+icon; [mcp] http = "127.0.0.1:PORT" also serves MCP over HTTP; [model]
+url = "http://127.0.0.1:11434/v1" names the local model for the "Explain"
+button, which otherwise appears once one answers on the usual local ports).
 
 "npllm-agent mcp" serves the Model Context Protocol for local models:
 on stdin/stdout (what MCP clients that spawn servers use: mcphost, LM

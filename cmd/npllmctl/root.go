@@ -92,10 +92,11 @@ func newRoot(ctx context.Context, env *Env) *cobra.Command {
 		statusCmd(env), topCmd(env), psCmd(env), eventsCmd(env), sensorsCmd(env), histCmd(env), syscallsCmd(env),
 		alertsCmd(env), alertCmd(env), baselineCmd(env), configCmd(env),
 		signalCmd(env), reniceCmd(env), ioniceCmd(env), unitCmd(env),
-		mutesCmd(env), unmuteCmd(env),
+		mutesCmd(env), unmuteCmd(env), tuneCmd(env),
 	} {
 		root.AddCommand(c)
 	}
+	root.AddCommand(askCmd(env))
 	return root
 }
 
@@ -185,6 +186,10 @@ func explain(err error) error {
 		return fmt.Errorf("invalid argument: %s", msg)
 	case api.ErrNotSupported:
 		return fmt.Errorf("not supported here: %s", msg)
+	case api.ErrConflict:
+		return fmt.Errorf("conflict: %s", msg)
+	case api.ErrNotFound:
+		return fmt.Errorf("not found: %s", msg)
 	}
 	return fmt.Errorf("%s (%s)", msg, name)
 }

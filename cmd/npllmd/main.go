@@ -20,11 +20,13 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/actions"
+	"github.com/npllm/npllm/actions/tuning"
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/dbus/server"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
 	"github.com/npllm/npllm/sensors/alerts"
+	"github.com/npllm/npllm/sensors/canary"
 	"github.com/npllm/npllm/sensors/journal"
 	"github.com/npllm/npllm/systemd"
 )
@@ -62,6 +64,7 @@ bus cannot be reached, 2 on bad options.
 	stateDir := flags.String("state-dir", defaultStateDir(), "where the event journal and learned baselines are kept ($STATE_DIRECTORY under systemd)")
 	configPath := flags.String("config", "/etc/npllm/npllmd.toml", "alert thresholds ([alerts] table) and which file systems are watched ([disks]); a missing file means the documented defaults")
 	queue := flags.Int("event-queue", 65536, "events buffered between sensors and the journal; beyond it events are dropped and counted")
+	journalSync := flags.Duration("journal-sync-interval", 5*time.Second, "how often the event journal is fsynced: what a power loss can lose (urgent events are fsynced at once)")
 	showVersion := flags.Bool("version", false, "print the version and exit")
 	cpuProfile := flags.String("cpuprofile", "", "write a Go CPU profile to this file until npllmd stops (for developers)")
 	if err := flags.Parse(os.Args[1:]); err != nil {
@@ -97,7 +100,7 @@ bus cannot be reached, 2 on bad options.
 	}
 	log := systemd.Logger("npllmd", level)
 	slog.SetDefault(log)
-	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, config.Alerts, config.Disks}); err != nil {
+	if err := run(log, options{*refresh, forced, sensorSwitches(*enable, *disable), *stateDir, *queue, *journalSync, config.Alerts, config.Disks}); err != nil {
 		log.Error("npllmd stopped", "err", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -110,6 +113,7 @@ type options struct {
 	enabled  map[string]bool
 	stateDir string
 	queue    int
+	jsync    time.Duration
 	alerts   alerts.Config
 	disks    sensors.DiskOptions
 }
@@ -133,7 +137,7 @@ func run(log *slog.Logger, o options) error {
 
 	// sensors → hub (bounded, counted) → journal (seq, persisted) → subscribers
 	hub := sensors.NewHub(o.queue)
-	jrnl, err := journal.Open(o.stateDir, journal.Options{OnCommit: hub.Deliver, MaxPending: o.queue})
+	jrnl, err := journal.Open(o.stateDir, journal.Options{OnCommit: hub.Deliver, MaxPending: o.queue, SyncInterval: o.jsync, Log: log})
 	if err != nil {
 		return err
 	}
@@ -160,12 +164,19 @@ func run(log *slog.Logger, o options) error {
 	}
 	engine := alerts.New(o.alerts, baselines, procs, nil)
 
+	// Trials a crash left behind are reverted before the name is owned, so
+	// no client can start one first.
+	trials := openTuning(ctx, log, o.stateDir, hub, &canary.Source{Sensors: mgr, Baselines: baselines})
+	if trials != nil {
+		defer trials.Close()
+	}
+
 	units := &actions.Units{}
 	defer units.Close()
 	srv, err := server.NewServer(conn, server.ServerConfig{
 		Version: version, Refresh: o.refresh, Sensors: mgr, Log: log,
 		Authority: polkit.NewAuthority(conn), Units: units, Journal: jrnl, Hub: hub,
-		Alerts: engine, Baselines: baselines,
+		Alerts: engine, Baselines: baselines, Tuning: trials,
 	})
 	if err != nil {
 		return err
@@ -181,6 +192,7 @@ func run(log *slog.Logger, o options) error {
 	// The watchdog is fed only while a call to ourselves crosses the bus,
 	// the refresh loop ticks and the journal commits.
 	var lastBeat atomic.Int64
+	degraded := false
 	lastBeat.Store(time.Now().UnixNano())
 	go systemd.Watchdog(ctx, func(ctx context.Context) error {
 		if stalled := time.Since(time.Unix(0, lastBeat.Load())); stalled > 3*o.refresh+5*time.Second {
@@ -189,6 +201,15 @@ func run(log *slog.Logger, o options) error {
 		if err := conn.Object(api.BusName, api.ObjectPath).CallWithContext(ctx, "org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
 			return fmt.Errorf("bus loop: %w", err)
 		}
+		// A refusing disk degrades the status, not the watchdog: events
+		// still reach alerts, and a restart would not free the disk.
+		if ok, reason := jrnl.Health(); !ok {
+			systemd.Status("degraded: " + reason)
+			degraded = true
+		} else if degraded {
+			systemd.Status(fmt.Sprintf("serving %s", api.BusName))
+			degraded = false
+		}
 		return jrnl.Healthy()
 	}, log)
 	srv.Run(ctx, func() { lastBeat.Store(time.Now().UnixNano()) })
@@ -196,6 +217,25 @@ func run(log *slog.Logger, o options) error {
 	srv.ReleaseName()
 	log.Info("npllmd stopping")
 	return nil
+}
+
+// openTuning starts the trial engine and reverts what a previous npllmd
+// left unconfirmed; without it npllmd still serves, and says why.
+func openTuning(ctx context.Context, log *slog.Logger, dir string, hub *sensors.Hub, metrics *canary.Source) *tuning.Engine {
+	eng, err := tuning.New(tuning.Config{StateDir: dir, Metrics: metrics, Log: log,
+		Record: func(ev tuning.Event) { hub.Publish(server.TuningEvent(ev, time.Now())) }})
+	if err != nil {
+		log.Error("tuning trials unavailable", "err", err)
+		return nil
+	}
+	reverted, err := eng.RecoverAtStart(ctx)
+	if err != nil {
+		log.Error("recover tuning trials", "err", err)
+	}
+	for _, t := range reverted {
+		log.Warn("reverted a trial left by a previous npllmd", "trial", string(t.ID), "reason", t.Reason)
+	}
+	return eng
 }
 
 func parsePairs(s string) (map[string]string, error) {

@@ -12,7 +12,7 @@ import (
 // (so npllmctl --json and MCP show the wire's names), ",omitempty" leaves
 // zero values out, a pointer to a record is a nested a{sv}, and decoding
 // checks every present key's type exactly (unknown keys are ignored: a
-// newer npllmd may add some).
+// newer npllmd may add some). A slice of records is an aa{sv}.
 
 func encodeRecord(rec any) map[string]dbus.Variant {
 	v := reflect.ValueOf(rec).Elem()
@@ -32,6 +32,14 @@ func encodeRecord(rec any) map[string]dbus.Variant {
 				continue
 			}
 			m[key] = dbus.MakeVariant(encodeRecord(f.Interface()))
+			continue
+		}
+		if f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct {
+			list := make([]map[string]dbus.Variant, f.Len())
+			for j := range list {
+				list[j] = encodeRecord(f.Index(j).Addr().Interface())
+			}
+			m[key] = dbus.MakeVariant(list)
 			continue
 		}
 		if f.Kind() == reflect.Pointer {
@@ -70,6 +78,18 @@ func decodeRecord(m map[string]dbus.Variant, rec any, what string) error {
 				return err
 			}
 			f.Set(p)
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+			subs, ok := val.Value().([]map[string]dbus.Variant)
+			if !ok {
+				return fmt.Errorf("%s: %q is %s, want aa{sv}", what, key, val.Signature())
+			}
+			list := reflect.MakeSlice(f.Type(), len(subs), len(subs))
+			for j, sub := range subs {
+				if err := decodeRecord(sub, list.Index(j).Addr().Interface(), fmt.Sprintf("%s.%s[%d]", what, key, j)); err != nil {
+					return err
+				}
+			}
+			f.Set(list)
 		case f.Kind() == reflect.Pointer:
 			if !x.IsValid() || x.Type() != f.Type().Elem() {
 				return fmt.Errorf("%s: %q is %s, want %s", what, key, val.Signature(), f.Type().Elem())

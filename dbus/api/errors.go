@@ -15,7 +15,12 @@ const (
 	ErrProcessChanged  = Interface + ".Error.ProcessChanged"
 	ErrNotAuthorized   = Interface + ".Error.NotAuthorized"
 	ErrNotSupported    = Interface + ".Error.NotSupported"
+	ErrConflict        = Interface + ".Error.Conflict" // the target is held by something else (a trial holds the knob)
+	ErrNotFound        = Interface + ".Error.NotFound" // no such trial
 	ErrFailed          = Interface + ".Error.Failed"
+	// ErrBusy: too many expensive calls in flight (from this connection, or
+	// in all); nothing was done, try again shortly.
+	ErrBusy = Interface + ".Error.Busy"
 
 	ErrInvalidArgs                      = "org.freedesktop.DBus.Error.InvalidArgs"
 	ErrAccessDenied                     = "org.freedesktop.DBus.Error.AccessDenied"

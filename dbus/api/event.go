@@ -37,6 +37,7 @@ type Event struct {
 	Signal *SignalSent // signal.sent
 	TCP    *TCPConn    // tcp.connect, tcp.accept, tcp.close
 	Unit   *UnitChange // unit.failed, unit.restarted
+	Tuning *TuningNote // tuning.*
 }
 
 // ExitStatus is how a process ended.
@@ -86,6 +87,18 @@ type UnitChange struct {
 	Result     string // unit.failed: systemd's Result ("exit-code", …)
 	ExitCode   string // unit.failed: "exited", "killed" or "dumped"
 	ExitStatus int32  // unit.failed
+}
+
+// TuningNote is what happened to a tuning trial. Changes and figures are
+// words ("vm.swappiness: 60 → 10", "psi.memory.some: 1.2 → 9.8") as the
+// journal stores no nested records.
+type TuningNote struct {
+	Trial    string
+	State    string
+	Workload string
+	Reason   string
+	Changes  []string
+	Figures  []string // tuning.regressed: the evidence; otherwise before → after when known
 }
 
 // Fields are the event's kind-specific fields as D-Bus-ready values
@@ -179,7 +192,23 @@ func (e *Event) EachField(fn func(key string, value any)) {
 			fn("exit_code", u.ExitCode)
 			fn("exit_status", u.ExitStatus)
 		}
+	case KindTuningStarted, KindTuningRegressed, KindTuningReverted, KindTuningConfirmed, KindTuningEnded:
+		if n := e.Tuning; n != nil {
+			fn("trial", n.Trial)
+			fn("state", n.State)
+			fn("workload", n.Workload)
+			fn("reason", n.Reason)
+			fn("changes", nonNil(n.Changes))
+			fn("figures", nonNil(n.Figures))
+		}
 	}
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
 
 // SetFields fills the kind-specific fields of e (Kind set) from m, as
@@ -268,6 +297,15 @@ func (e *Event) SetFields(m map[string]any) error {
 		r.str("exit_code", &u.ExitCode)
 		r.i32("exit_status", &u.ExitStatus)
 		e.Unit = u
+	case KindTuningStarted, KindTuningRegressed, KindTuningReverted, KindTuningConfirmed, KindTuningEnded:
+		n := &TuningNote{}
+		r.str("trial", &n.Trial)
+		r.str("state", &n.State)
+		r.str("workload", &n.Workload)
+		r.str("reason", &n.Reason)
+		r.strs("changes", &n.Changes)
+		r.strs("figures", &n.Figures)
+		e.Tuning = n
 	}
 	return r.err
 }

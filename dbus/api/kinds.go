@@ -12,6 +12,13 @@ const (
 	KindTCPClose      = "tcp.close"
 	KindUnitFailed    = "unit.failed"
 	KindUnitRestarted = "unit.restarted"
+
+	// Tuning trials (npllmd's actions/tuning engine).
+	KindTuningStarted   = "tuning.started"
+	KindTuningRegressed = "tuning.regressed" // also an alert
+	KindTuningReverted  = "tuning.reverted"
+	KindTuningConfirmed = "tuning.confirmed"
+	KindTuningEnded     = "tuning.ended"
 )
 
 // Alert kinds that are not also event kinds (an OOM kill and a failed unit
@@ -29,12 +36,13 @@ const (
 var EventKinds = []string{
 	KindProcessExec, KindProcessFork, KindProcessExit, KindOOMKill, KindSignalSent,
 	KindTCPConnect, KindTCPAccept, KindTCPClose, KindUnitFailed, KindUnitRestarted,
+	KindTuningStarted, KindTuningRegressed, KindTuningReverted, KindTuningConfirmed, KindTuningEnded,
 }
 
 // AlertKinds lists every alert kind.
 var AlertKinds = []string{
 	KindMemoryPressure, KindMemoryLow, KindOOMKill, KindProcessCrash, KindUnitFailed,
-	KindDiskFull, KindCPURunaway, KindAnomaly,
+	KindDiskFull, KindCPURunaway, KindAnomaly, KindTuningRegressed,
 }
 
 // Severities of alerts; the Health property uses the last three as levels.

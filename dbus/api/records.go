@@ -28,7 +28,10 @@ type Process struct {
 	CPUPercent   float64 `json:"cpu_percent"`
 	IOReadBytes  uint64  `json:"io_read_bytes"`
 	IOWriteBytes uint64  `json:"io_write_bytes"`
-	KernelThread bool    `json:"kernel_thread"`
+	// IOWithheld: another user's process, whose I/O figures only root sees
+	// (io_read_bytes and io_write_bytes are then absent: 0 here).
+	IOWithheld   bool `json:"io_withheld,omitempty"`
+	KernelThread bool `json:"kernel_thread"`
 	// Cmdline is nil when withheld: only root and the owner see it.
 	Cmdline  *string   `json:"cmdline,omitempty"`
 	Cgroup   string    `json:"cgroup,omitempty"`

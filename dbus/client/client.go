@@ -25,6 +25,18 @@ type CallOptions struct {
 	// Interactive lets polkit ask the user (through their desktop's or
 	// terminal's agent) instead of refusing.
 	Interactive bool
+	// Automated marks a write a model or a script chose (MCP bridge, ask
+	// loop): npllmd authorizes it with the agent-* polkit actions, which
+	// never keep an approval for the next call.
+	Automated bool
+}
+
+// options is the method's options argument for these call options.
+func (o CallOptions) options() map[string]dbus.Variant {
+	if o.Automated {
+		return api.Options(map[string]any{"automated": true})
+	}
+	return api.Options(nil)
 }
 
 // API is what npllm-agent and the MCP bridge use of npllmd, so their logic
@@ -36,6 +48,7 @@ type API interface {
 	GetEvents(ctx context.Context, afterSeq uint64, max uint32, f EventFilter) (uint64, []api.Event, error)
 	NewestSeq(ctx context.Context) (uint64, error)
 	GetAlert(ctx context.Context, id string) (api.Alert, error)
+	GetBaseline(ctx context.Context, program string) (api.Baseline, error)
 	GetUnit(ctx context.Context, unit string) (api.Unit, error)
 	SignalProcess(ctx context.Context, pid uint32, startTime uint64, signal string, opts CallOptions) error
 	SetProcessPriority(ctx context.Context, pid uint32, startTime uint64, nice int32, opts CallOptions) error
@@ -52,6 +65,7 @@ type Client struct {
 	obj  dbus.BusObject
 
 	watchDropped atomic.Uint64
+	watchIgnored atomic.Uint64
 	log          *slog.Logger // Watch's; nil: slog.Default()
 }
 
@@ -320,23 +334,23 @@ func (c *Client) GetUnit(ctx context.Context, unit string) (api.Unit, error) {
 // SignalProcess sends signal ("TERM", "KILL", …) to the process pid
 // started at startTime (a reused pid is refused, not hit).
 func (c *Client) SignalProcess(ctx context.Context, pid uint32, startTime uint64, signal string, opts CallOptions) error {
-	return c.write(ctx, opts, "SignalProcess", pid, startTime, signal, api.Options(nil)).Err
+	return c.write(ctx, opts, "SignalProcess", pid, startTime, signal, opts.options()).Err
 }
 
 // SetProcessPriority sets the nice value of every thread of the process.
 func (c *Client) SetProcessPriority(ctx context.Context, pid uint32, startTime uint64, nice int32, opts CallOptions) error {
-	return c.write(ctx, opts, "SetProcessPriority", pid, startTime, nice, api.Options(nil)).Err
+	return c.write(ctx, opts, "SetProcessPriority", pid, startTime, nice, opts.options()).Err
 }
 
 // SetProcessIOPriority sets the I/O class and level of every thread.
 func (c *Client) SetProcessIOPriority(ctx context.Context, pid uint32, startTime uint64, class string, level int32, opts CallOptions) error {
-	return c.write(ctx, opts, "SetProcessIOPriority", pid, startTime, class, level, api.Options(nil)).Err
+	return c.write(ctx, opts, "SetProcessIOPriority", pid, startTime, class, level, opts.options()).Err
 }
 
 // ManageUnit starts, stops, restarts or reloads a unit; it returns the
 // systemd job's path.
 func (c *Client) ManageUnit(ctx context.Context, unit, verb string, opts CallOptions) (string, error) {
-	call := c.write(ctx, opts, "ManageUnit", unit, verb, api.Options(nil))
+	call := c.write(ctx, opts, "ManageUnit", unit, verb, opts.options())
 	if call.Err != nil {
 		return "", call.Err
 	}
@@ -349,17 +363,17 @@ func (c *Client) ManageUnit(ctx context.Context, unit, verb string, opts CallOpt
 
 // Configure changes alert thresholds until npllmd restarts.
 func (c *Client) Configure(ctx context.Context, settings map[string]any, opts CallOptions) error {
-	return c.write(ctx, opts, "Configure", api.Options(settings), api.Options(nil)).Err
+	return c.write(ctx, opts, "Configure", api.Options(settings), opts.options()).Err
 }
 
 // ForgetBaseline makes npllmd learn a program's normal again.
 func (c *Client) ForgetBaseline(ctx context.Context, program string, opts CallOptions) error {
-	return c.write(ctx, opts, "ForgetBaseline", program, api.Options(nil)).Err
+	return c.write(ctx, opts, "ForgetBaseline", program, opts.options()).Err
 }
 
 // SetSensorEnabled switches a sensor on or off until npllmd restarts.
 func (c *Client) SetSensorEnabled(ctx context.Context, name string, on bool, opts CallOptions) error {
-	return c.write(ctx, opts, "SetSensorEnabled", name, on, api.Options(nil)).Err
+	return c.write(ctx, opts, "SetSensorEnabled", name, on, opts.options()).Err
 }
 
 func (c *Client) write(ctx context.Context, opts CallOptions, method string, args ...any) *dbus.Call {

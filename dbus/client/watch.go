@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -47,9 +48,32 @@ const watchBuffer = 256
 type watcher struct {
 	log     *slog.Logger
 	dropped *atomic.Uint64
+	ignored *atomic.Uint64
 
-	mu    sync.Mutex
-	owner string
+	mu       sync.Mutex
+	owner    string
+	lastWarn time.Time
+}
+
+// ignoredWarnEvery: signals ignored (forged, malformed) are counted, and
+// logged at most once per this period, so a flood of forged signals costs
+// a counter, not a log line each.
+const ignoredWarnEvery = time.Minute
+
+// ignore counts an ignored signal and logs it unless one was logged less
+// than ignoredWarnEvery ago.
+func (w *watcher) ignore(msg string, args ...any) {
+	n := w.ignored.Add(1)
+	now := time.Now()
+	w.mu.Lock()
+	quiet := !w.lastWarn.IsZero() && now.Sub(w.lastWarn) < ignoredWarnEvery
+	if !quiet {
+		w.lastWarn = now
+	}
+	w.mu.Unlock()
+	if !quiet {
+		w.log.Warn(msg, append(args, "ignored_total", n, "next_warning_after", ignoredWarnEvery.String())...)
+	}
 }
 
 // Watch follows npllmd on c's bus until ctx ends, delivering typed notices.
@@ -78,7 +102,7 @@ func (c *Client) Watch(ctx context.Context) (<-chan Notice, error) {
 	in := make(chan *dbus.Signal, watchBuffer)
 	conn.Signal(in)
 	out := make(chan Notice, watchBuffer)
-	w := &watcher{log: log, dropped: &c.watchDropped}
+	w := &watcher{log: log, dropped: &c.watchDropped, ignored: &c.watchIgnored}
 	// The owner is read after subscribing, so no change can fall between.
 	var owner string
 	if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, api.BusName).Store(&owner); err != nil {
@@ -111,6 +135,10 @@ func (c *Client) Watch(ctx context.Context) (<-chan Notice, error) {
 	return out, nil
 }
 
+// WatchIgnored counts signals Watch ignored: not from their rightful
+// sender, or malformed.
+func (c *Client) WatchIgnored() uint64 { return c.watchIgnored.Load() }
+
 // WatchDropped counts notices lost because Watch's reader was too slow.
 func (c *Client) WatchDropped() uint64 { return c.watchDropped.Load() }
 
@@ -125,12 +153,16 @@ func (w *watcher) currentOwner() string {
 func (w *watcher) handle(sig *dbus.Signal) (n Notice) {
 	defer func() {
 		if r := recover(); r != nil {
-			w.log.Error("malformed signal ignored", "signal", sig.Name, "sender", sig.Sender, "panic", r)
+			w.ignore("malformed signal ignored", "signal", sig.Name, "sender", sig.Sender, "panic", fmt.Sprint(r))
 			n = nil
 		}
 	}()
 	if sig.Name == "org.freedesktop.DBus.NameOwnerChanged" {
-		if sig.Sender != "org.freedesktop.DBus" || len(sig.Body) != 3 {
+		if sig.Sender != "org.freedesktop.DBus" {
+			w.ignore("ignored a NameOwnerChanged not sent by the bus", "sender", sig.Sender)
+			return nil
+		}
+		if len(sig.Body) != 3 {
 			return nil
 		}
 		name, ok1 := sig.Body[0].(string)
@@ -151,14 +183,14 @@ func (w *watcher) handle(sig *dbus.Signal) (n Notice) {
 		return nil
 	}
 	if owner := w.currentOwner(); owner == "" || sig.Sender != owner {
-		w.log.Warn("ignored a signal not sent by npllmd", "signal", sig.Name, "sender", sig.Sender, "owner", owner)
+		w.ignore("ignored a signal not sent by npllmd", "signal", sig.Name, "sender", sig.Sender, "owner", owner)
 		return nil
 	}
 	switch sig.Name {
 	case api.SignalAlert:
 		a, err := api.DecodeAlertSignal(sig.Body)
 		if err != nil {
-			w.log.Warn("malformed Alert signal ignored", "err", err)
+			w.ignore("malformed Alert signal ignored", "err", err)
 			return nil
 		}
 		return AlertRaised{Alert: a}
@@ -168,7 +200,7 @@ func (w *watcher) handle(sig *dbus.Signal) (n Notice) {
 		}
 		id, ok := sig.Body[0].(string)
 		if !ok {
-			w.log.Warn("malformed AlertCleared signal ignored", "type", fmt.Sprintf("%T", sig.Body[0]))
+			w.ignore("malformed AlertCleared signal ignored", "type", fmt.Sprintf("%T", sig.Body[0]))
 			return nil
 		}
 		return AlertCleared{ID: id}
@@ -183,7 +215,7 @@ func (w *watcher) handle(sig *dbus.Signal) (n Notice) {
 		}
 		st, err := api.DecodeStatus(changed)
 		if err != nil {
-			w.log.Warn("malformed PropertiesChanged ignored", "err", err)
+			w.ignore("malformed PropertiesChanged ignored", "err", err)
 			return nil
 		}
 		return PropertiesChanged{Changed: changed, Status: st}

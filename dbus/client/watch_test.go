@@ -3,6 +3,7 @@ package client
 import (
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -14,7 +15,7 @@ import (
 // These feed hand-made signals to the watcher's checks (no bus needed); the
 // agent's tests in desktop/ send real spoofed signals over a real bus.
 func TestWatcherTrustsOnlyTheRightfulSenders(t *testing.T) {
-	w := &watcher{log: slog.New(slog.NewTextHandler(io.Discard, nil)), dropped: &atomic.Uint64{}, owner: ":1.5"}
+	w := &watcher{log: slog.New(slog.NewTextHandler(io.Discard, nil)), dropped: &atomic.Uint64{}, ignored: &atomic.Uint64{}, owner: ":1.5"}
 	details := map[string]dbus.Variant{"pid": dbus.MakeVariant(uint32(7)), "summary": dbus.MakeVariant("s")}
 	alert := func(sender string, body ...any) *dbus.Signal {
 		return &dbus.Signal{Sender: sender, Path: api.ObjectPath, Name: api.SignalAlert, Body: body}
@@ -55,5 +56,29 @@ func TestWatcherTrustsOnlyTheRightfulSenders(t *testing.T) {
 	if n, ok := w.handle(&dbus.Signal{Sender: ":1.7", Path: api.ObjectPath, Name: "org.freedesktop.DBus.Properties.PropertiesChanged",
 		Body: []any{api.Interface, map[string]dbus.Variant{"Health": dbus.MakeVariant("warning")}, []string{}}}).(PropertiesChanged); !ok || n.Status.Health != "warning" {
 		t.Errorf("the owner's PropertiesChanged: %#v", n)
+	}
+}
+
+// A flood of forged signals costs a counter, not a log line each.
+func TestIgnoredSignalsAreCountedAndLoggedOncePerPeriod(t *testing.T) {
+	var buf strings.Builder
+	ignored := &atomic.Uint64{}
+	w := &watcher{log: slog.New(slog.NewTextHandler(&buf, nil)), dropped: &atomic.Uint64{}, ignored: ignored, owner: ":1.5"}
+	for i := range 1000 {
+		sender := ":1.9"
+		name := api.SignalAlert
+		if i%2 == 0 {
+			name = "org.freedesktop.DBus.NameOwnerChanged"
+		}
+		w.handle(&dbus.Signal{Sender: sender, Path: api.ObjectPath, Name: name, Body: []any{api.BusName, "x", uint32(1)}})
+	}
+	if n := strings.Count(buf.String(), "level=WARN"); n != 1 {
+		t.Errorf("%d warnings for 1000 forged signals, want 1:\n%s", n, buf.String())
+	}
+	if ignored.Load() != 1000 {
+		t.Errorf("ignored = %d, want 1000", ignored.Load())
+	}
+	if w.currentOwner() != ":1.5" {
+		t.Errorf("owner changed to %q", w.currentOwner())
 	}
 }

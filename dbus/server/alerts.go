@@ -146,7 +146,7 @@ func (a *assistant) ForgetBaseline(msg dbus.Message, program string, options map
 		return derr
 	}
 	defer c.end(&derr)
-	c.audit = append(c.audit, "program", program)
+	c.note("program", program)
 	if a.s.cfg.Baselines == nil {
 		return api.NewError(api.ErrNotSupported, "this daemon keeps no baselines")
 	}
@@ -203,9 +203,11 @@ func (a *assistant) Configure(msg dbus.Message, settings map[string]dbus.Variant
 		v := settings[k]
 		plain[k] = v.Value()
 		parts = append(parts, k+"="+godbusValueString(v))
-		c.audit = append(c.audit, k, v.Value())
 	}
 	desc := strings.Join(parts, " ")
+	// Caller keys and values are one quoted value of a fixed key, never
+	// keys of the record (they could forge caller_uid or result).
+	c.note("settings", desc)
 	// Validate everything before asking polkit: a bad request changes
 	// nothing and bothers nobody for a password.
 	next, err := a.s.cfg.Alerts.Config().With(plain)
@@ -221,7 +223,7 @@ func (a *assistant) Configure(msg dbus.Message, settings map[string]dbus.Variant
 		return derr
 	}
 	a.s.cfg.Alerts.SetConfig(next)
-	a.s.log.Info("configuration changed", "settings", desc)
+	a.s.log.Info("configuration changed", "settings", auditString(desc))
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/actions"
+	"github.com/npllm/npllm/actions/tuning"
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/sensors"
 )
@@ -32,6 +33,13 @@ var sentinels = []struct {
 	{sensors.ErrUnknownSyscall, api.ErrInvalidArgument},
 	{sensors.ErrSensorNotRunning, api.ErrNotSupported},
 	{sensors.ErrSensorUnavailable, api.ErrNotSupported},
+	{tuning.ErrInvalidArgument, api.ErrInvalidArgument},
+	{tuning.ErrUnknownKnob, api.ErrInvalidArgument},
+	{tuning.ErrUnavailable, api.ErrNotSupported},
+	{tuning.ErrConflict, api.ErrConflict},
+	{tuning.ErrTrialState, api.ErrConflict},
+	{tuning.ErrBusy, api.ErrConflict},
+	{tuning.ErrNoSuchTrial, api.ErrNotFound},
 }
 
 // ToDBus maps any error to exactly one named D-Bus error at the boundary.

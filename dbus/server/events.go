@@ -1,6 +1,9 @@
 package server
 
 import (
+	"slices"
+	"time"
+
 	"github.com/godbus/dbus/v5"
 
 	"github.com/npllm/npllm/dbus/api"
@@ -12,6 +15,13 @@ const (
 	defaultEvents = 100
 	maxEvents     = 1000
 )
+
+// scan is the journal's query: it reads only the records its postings name
+// for the filter (kinds, pid, uid) and seeks by seq and time, so a call
+// reads at most max records whatever it asks for.
+func (a *assistant) scan(afterSeq uint64, n int, f journal.Filter) (uint64, []sensors.Event, error) {
+	return a.s.cfg.Journal.Query(afterSeq, n, f)
+}
 
 func (a *assistant) GetEvents(msg dbus.Message, afterSeq uint64, max uint32, filter map[string]dbus.Variant) (lastSeq uint64, events []map[string]dbus.Variant, derr *dbus.Error) {
 	c, derr := a.s.begin(msg, "GetEvents")
@@ -32,6 +42,10 @@ func (a *assistant) GetEvents(msg dbus.Message, afterSeq uint64, max uint32, fil
 	var f journal.Filter
 	o := optionReader{method: "GetEvents", opts: filter}
 	f.Kinds, _ = o.strings("kind")
+	slices.Sort(f.Kinds)
+	if f.Kinds = slices.Compact(f.Kinds); len(f.Kinds) > maxKinds {
+		return 0, nil, api.NewError(api.ErrInvalidArgument, "GetEvents: filter \"kind\" names %d kinds, at most %d are accepted", len(f.Kinds), maxKinds)
+	}
 	if v, ok := o.uint32("pid"); ok {
 		f.PID = &v
 	}
@@ -46,7 +60,16 @@ func (a *assistant) GetEvents(msg dbus.Message, afterSeq uint64, max uint32, fil
 	if err != nil {
 		return 0, nil, ToDBus(err)
 	}
-	last, evs, err := a.s.cfg.Journal.Query(afterSeq, n, f)
+	if callerUID != 0 {
+		if !a.s.events.take(float64(n), eventBudgetWait) {
+			time.Sleep(busyDelay)
+			return 0, nil, api.NewError(api.ErrBusy, "GetEvents: other callers' answers use the events budget (%d a second); try again shortly, or ask for fewer (max_events)", eventRate)
+		}
+	}
+	last, evs, err := a.scan(afterSeq, n, f)
+	if callerUID != 0 {
+		a.s.events.give(float64(n - len(evs)))
+	}
 	if err != nil {
 		return 0, nil, ToDBus(err)
 	}

@@ -88,7 +88,10 @@ func runHelper(op, arg string) int {
 			err = client.CallInteractive(context.Background(), a.Method, args...).Err
 		}
 	default:
-		err = fmt.Errorf("unknown helper op %q (arg %q)", op, arg)
+		var handled bool
+		if value, err, handled = runHardeningHelper(conn, op, arg); !handled {
+			err = fmt.Errorf("unknown helper op %q (arg %q)", op, arg)
+		}
 	}
 	res := helperResult{}
 	if err != nil {
@@ -107,10 +110,15 @@ type actArgs struct {
 	Value  string `json:"value"` // signal, nice, I/O class, or unit
 	Level  int32  `json:"level"` // I/O level, or the verb's index for ManageUnit
 	Verb   string `json:"verb"`
+	// Automated adds options["automated"] = true (agent-* actions).
+	Automated bool `json:"automated"`
 }
 
 func (a actArgs) dbusArgs() []any {
 	none := map[string]dbus.Variant{}
+	if a.Automated {
+		none["automated"] = dbus.MakeVariant(true)
+	}
 	switch a.Method {
 	case "SetProcessPriority":
 		n, _ := strconv.Atoi(a.Value)
@@ -121,6 +129,8 @@ func (a actArgs) dbusArgs() []any {
 		return []any{a.Value, a.Verb, none}
 	case "SetSensorEnabled":
 		return []any{a.Value, a.Verb == "on", none}
+	case "StartTrial":
+		return []any{map[string]dbus.Variant{"vm.swappiness": dbus.MakeVariant(a.Value)}, none}
 	default:
 		return []any{a.PID, a.Start, a.Value, none}
 	}

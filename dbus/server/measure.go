@@ -31,10 +31,11 @@ func (a *assistant) GetHistogram(msg dbus.Message, name string, options map[stri
 	if o.err != nil {
 		return nil, o.err
 	}
-	run, derr := a.sensor(name)
+	run, release, derr := a.sensor(name)
 	if derr != nil {
 		return nil, derr
 	}
+	defer release()
 	reader, ok := run.(sensors.HistogramReader)
 	if !ok {
 		return nil, api.NewError(api.ErrFailed, "sensor %s keeps no histogram", name)
@@ -89,16 +90,33 @@ func (a *assistant) GetSyscallStats(msg dbus.Message, options map[string]dbus.Va
 	if o.err != nil {
 		return nil, o.err
 	}
-	run, derr := a.sensor("syscalls")
+	run, release, derr := a.sensor("syscalls")
 	if derr != nil {
 		return nil, derr
+	}
+	defer release()
+	callerUID, err := c.callerUID()
+	if err != nil {
+		return nil, ToDBus(err)
+	}
+	limit := q.Limit
+	if callerUID != 0 {
+		q.Limit = maxSyscallRows // other users' rows are dropped below
 	}
 	stats, err := run.(sensors.SyscallStatsReader).SyscallStats(q)
 	if err != nil {
 		return nil, ToDBus(err)
 	}
-	rows = make([]map[string]dbus.Variant, 0, len(stats))
+	rows = make([]map[string]dbus.Variant, 0, min(len(stats), limit))
 	for _, st := range stats {
+		// A process's syscalls are what strace shows, i.e. ptrace's: only
+		// root and the owner see them.
+		if callerUID != 0 && st.UID != callerUID {
+			continue
+		}
+		if len(rows) == limit {
+			break
+		}
 		errnos := st.Errnos
 		if errnos == nil {
 			errnos = map[string]uint64{}
@@ -114,14 +132,19 @@ func (a *assistant) GetSyscallStats(msg dbus.Message, options map[string]dbus.Va
 	return rows, nil
 }
 
-// sensor returns a running sensor or the error that says why it is not.
-func (a *assistant) sensor(name string) (sensors.Running, *dbus.Error) {
+// sensor returns a running sensor or the error that says why it is not,
+// and holds it from being switched off (SetSensorEnabled) until release:
+// reading the maps of a sensor being closed failed with "bad file
+// descriptor" (found by the method-table fuzzer).
+func (a *assistant) sensor(name string) (sensors.Running, func(), *dbus.Error) {
 	if a.s.cfg.Sensors == nil {
-		return nil, api.NewError(api.ErrNotSupported, "this daemon runs no sensors")
+		return nil, nil, api.NewError(api.ErrNotSupported, "this daemon runs no sensors")
 	}
+	a.s.sensorUse.RLock()
 	run, err := a.s.cfg.Sensors.Get(name)
 	if err != nil {
-		return nil, ToDBus(fmt.Errorf("%w; switch it on with npllmctl sensors enable %s (root)", err, name))
+		a.s.sensorUse.RUnlock()
+		return nil, nil, ToDBus(fmt.Errorf("%w; switch it on with npllmctl sensors enable %s (root)", err, name))
 	}
-	return run, nil
+	return run, a.s.sensorUse.RUnlock, nil
 }

@@ -119,7 +119,8 @@ func (a *assistant) processTable() (*sensors.ProcessTable, *dbus.Error) {
 }
 
 // processToDBus converts a process for a caller. Only root and the owner see
-// the command line: it can carry secrets (tokens passed as arguments).
+// the command line (it can carry secrets: tokens passed as arguments), the
+// I/O figures and the cgroup.
 func processToDBus(p *sensors.Process, callerUID uint32, baseline *api.Baseline) map[string]dbus.Variant {
 	rec := api.Process{
 		PID: p.PID, PPID: p.PPID, UID: p.UID, User: p.User, Comm: p.Comm, State: p.State,
@@ -129,6 +130,14 @@ func processToDBus(p *sensors.Process, callerUID uint32, baseline *api.Baseline)
 	}
 	if callerUID == 0 || callerUID == p.UID {
 		rec.Cmdline = &p.Cmdline
+	} else {
+		// As the kernel, which shows /proc/PID/io only to ptrace-capable
+		// readers; the cgroup follows the alerts' rule (root and owner).
+		rec.IOWithheld, rec.Cgroup = true, ""
+		m := rec.Encode()
+		delete(m, "io_read_bytes")
+		delete(m, "io_write_bytes")
+		return m
 	}
 	return rec.Encode()
 }

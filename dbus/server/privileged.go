@@ -75,7 +75,8 @@ func (a *assistant) ManageUnit(msg dbus.Message, unit, verb string, options map[
 		return "/", derr
 	}
 	defer c.end(&derr)
-	c.audit = append(c.audit, "unit", unit, "verb", verb)
+	c.note("unit", unit)
+	c.note("verb", verb)
 	if err := actions.ValidateUnitName(unit); err != nil {
 		return "/", ToDBus(err)
 	}
@@ -97,7 +98,7 @@ func (a *assistant) ManageUnit(msg dbus.Message, unit, verb string, options map[
 	if err != nil {
 		return "/", ToDBus(err)
 	}
-	c.audit = append(c.audit, "job", string(job))
+	c.note("job", string(job))
 	return job, nil
 }
 
@@ -107,7 +108,8 @@ func (a *assistant) SetSensorEnabled(msg dbus.Message, name string, on bool, opt
 		return derr
 	}
 	defer c.end(&derr)
-	c.audit = append(c.audit, "sensor", name, "on", on)
+	c.note("sensor", name)
+	c.note("on", on)
 	if a.s.cfg.Sensors == nil {
 		return api.NewError(api.ErrNotSupported, "this daemon runs no sensors")
 	}
@@ -124,10 +126,13 @@ func (a *assistant) SetSensorEnabled(msg dbus.Message, name string, on bool, opt
 	if derr := c.authorize(c.rule.Action, details, interactive); derr != nil {
 		return derr
 	}
-	if err := a.s.cfg.Sensors.SetEnabled(context.Background(), name, on); err != nil {
+	a.s.sensorUse.Lock() // no read is using the sensor's maps while it closes
+	err := a.s.cfg.Sensors.SetEnabled(context.Background(), name, on)
+	a.s.sensorUse.Unlock()
+	if err != nil {
 		return ToDBus(err)
 	}
-	a.s.log.Info("sensor switched", "sensor", name, "on", on)
+	a.s.log.Info("sensor switched", "sensor", auditString(name), "on", on)
 	return nil
 }
 
@@ -160,10 +165,11 @@ func (a *assistant) GetUnit(msg dbus.Message, unit string) (out map[string]dbus.
 // do to their own processes (raising priority above the current one); such
 // requests need the any-process action.
 func (c *call) onProcess(pid uint32, startTime uint64, options map[string]dbus.Variant, details map[string]string, escalate func(*actions.Target) (bool, error), act func(*actions.Target) error) *dbus.Error {
-	c.audit = append(c.audit, "pid", pid, "start_time", startTime)
-	for k, v := range details {
-		if k != "operation" {
-			c.audit = append(c.audit, k, v)
+	c.note("pid", pid)
+	c.note("start_time", startTime)
+	for _, k := range []string{"signal", "nice", "io_class", "io_level"} { // validated by the caller's method
+		if v, ok := details[k]; ok {
+			c.note(k, v)
 		}
 	}
 	o := optionReader{method: c.method, opts: options}
@@ -181,7 +187,8 @@ func (c *call) onProcess(pid uint32, startTime uint64, options map[string]dbus.V
 		return ToDBus(err)
 	}
 	user := sensors.UserName(t.UID)
-	c.audit = append(c.audit, "comm", t.Comm, "target_uid", t.UID)
+	c.note("comm", t.Comm)
+	c.note("target_uid", t.UID)
 	action := c.rule.ActionFor(callerUID, t.UID)
 	if escalate != nil {
 		up, err := escalate(t)
@@ -189,7 +196,7 @@ func (c *call) onProcess(pid uint32, startTime uint64, options map[string]dbus.V
 			return ToDBus(err)
 		}
 		if up {
-			action = polkit.ActionManageAnyProcess
+			action = polkit.ActionManageAnyProcess // ForCall maps it for automated calls
 		}
 	}
 	details["pid"] = strconv.FormatUint(uint64(pid), 10)

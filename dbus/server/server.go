@@ -13,6 +13,7 @@ import (
 	"github.com/godbus/dbus/v5/introspect"
 
 	"github.com/npllm/npllm/actions"
+	"github.com/npllm/npllm/actions/tuning"
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/polkit"
 	"github.com/npllm/npllm/sensors"
@@ -41,6 +42,9 @@ type ServerConfig struct {
 	// Baselines, when set, are shown by GetProcess and GetBaseline and
 	// saved every minute.
 	Baselines *alerts.Baselines
+	// Tuning runs trials (RecoverAtStart already done); nil answers
+	// NotSupported to the tuning methods.
+	Tuning *tuning.Engine
 }
 
 // Server is the org.npllm.Assistant1 object of npllmd.
@@ -52,7 +56,13 @@ type Server struct {
 	log      *slog.Logger
 	obj      *assistant
 
-	callers   callerCache
+	callers callerCache
+	limits  *limiter
+	events  *bucket // events answered to non-root callers
+	// sensorUse: read-held while a method reads a sensor's kernel maps,
+	// held while SetSensorEnabled switches one.
+	sensorUse sync.RWMutex
+	audits    auditLog
 	counters  *counterState
 	health    string
 	lastSaved time.Time
@@ -77,6 +87,8 @@ func NewServer(conn *dbus.Conn, cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{conn: conn, cfg: cfg, contract: contract, log: cfg.Log}
 	s.callers.conn = conn
+	s.limits = newLimiter()
+	s.events = newBucket(eventRate, eventBurst)
 	s.counters = newCounterState()
 	s.props = newProperties(conn, contract)
 	s.obj = &assistant{s: s}
@@ -113,6 +125,9 @@ func NewServer(conn *dbus.Conn, cfg ServerConfig) (*Server, error) {
 // polkit table disagree: a method added to one and not the others would
 // either be unreachable or unguarded.
 func (s *Server) checkTables() error {
+	if err := polkit.CheckTable(); err != nil {
+		return err
+	}
 	exported := ExportedMethods()
 	for _, name := range s.contract.MethodNames() {
 		if !exported[name] {
@@ -236,8 +251,15 @@ func (s *Server) sensorRows() []api.SensorStatus {
 		for k, v := range s.cfg.Hub.Counters() {
 			d[k] = dbus.MakeVariant(v)
 		}
+		d["audit_denials_not_logged"] = dbus.MakeVariant(s.audits.deniedNotLogged.Load())
 		if s.cfg.Journal != nil {
 			d["journal_last_seq"] = dbus.MakeVariant(s.cfg.Journal.LastSeq())
+			for k, v := range s.cfg.Journal.Counters() {
+				d[k] = dbus.MakeVariant(v)
+			}
+			if ok, reason := s.cfg.Journal.Health(); !ok {
+				d["reason"] = dbus.MakeVariant(reason)
+			}
 		}
 		rows = append(rows, api.SensorStatus{Name: "event-pipeline", Variant: "hub", State: sensors.StateRunning, Details: d})
 	}
@@ -251,6 +273,10 @@ type call struct {
 	rule   polkit.Rule
 	sender string
 	flags  dbus.Flags
+	// automated: options["automated"], the agent-* actions apply.
+	automated bool
+	// limited: holds a slot of s.limits until end.
+	limited bool
 	// audit collects the target and decision of a privileged call; end
 	// logs it whatever the outcome.
 	audit []any
@@ -280,12 +306,30 @@ func (s *Server) begin(msg dbus.Message, method string) (*call, *dbus.Error) {
 		return nil, api.NewError(api.ErrAccessDenied, "%s is not in the authorization table", method)
 	}
 	c.rule = rule
+	if derr := checkSizes(method, msg.Body); derr != nil {
+		return nil, derr
+	}
+	if expensive[method] {
+		id, err := s.callers.lookup(c.sender)
+		if err != nil {
+			return nil, ToDBus(err)
+		}
+		if id.uid != 0 {
+			if derr := s.limits.acquire(method, c.sender); derr != nil {
+				return nil, derr
+			}
+			c.limited = true
+		}
+	}
 	return c, nil
 }
 
 // end turns a panic into a Failed reply (the daemon keeps serving) and logs
 // the call.
 func (c *call) end(derr **dbus.Error) {
+	if c.limited {
+		defer c.s.limits.release(c.sender)
+	}
 	if r := recover(); r != nil {
 		c.s.log.Error("panic in method handler", "method", c.method, "sender", c.sender, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		*derr = api.NewError(api.ErrFailed, "internal error in %s; see the npllmd log", c.method)
@@ -303,15 +347,17 @@ func (c *call) end(derr **dbus.Error) {
 	id, _ := c.s.callers.lookup(c.sender)
 	attrs := append([]any{"method", c.method, "sender", c.sender, "caller_uid", id.uid, "caller_pid", id.pid, "result", result}, c.audit...)
 	if *derr != nil {
-		attrs = append(attrs, "reason", api.ErrorMessage(*derr))
+		attrs = append(attrs, "reason", auditString(api.ErrorMessage(*derr)))
 	}
-	c.s.log.Info("audit", attrs...)
+	c.s.audits.write(c.s.log, id.uid, *derr != nil, attrs)
 }
 
 // interactive reports whether the caller allows polkit to ask the user:
 // the ALLOW_INTERACTIVE_AUTHORIZATION flag, or options["interactive"] for
-// clients that cannot set it.
+// clients that cannot set it. It also reads options["automated"]: a call
+// made for a model or a script, authorized with the agent-* actions.
 func (c *call) interactive(o *optionReader) bool {
+	c.automated, _ = o.bool("automated")
 	if c.flags&dbus.FlagAllowInteractiveAuthorization != 0 {
 		return true
 	}
@@ -320,8 +366,13 @@ func (c *call) interactive(o *optionReader) bool {
 }
 
 // authorize asks polkit and turns its answer into nil or a named error.
+// action is the one for a person at a client; an automated call gets its
+// agent-* counterpart (polkit.ForCall).
 func (c *call) authorize(action string, details map[string]string, interactive bool) *dbus.Error {
-	c.audit = append(c.audit, "action", action, "interactive", interactive)
+	action = polkit.ForCall(action, c.automated)
+	c.note("action", action)
+	c.note("interactive", interactive)
+	c.note("automated", c.automated)
 	d := c.s.cfg.Authority.Check(context.Background(), c.sender, action, details, interactive)
 	switch d.Result {
 	case polkit.Authorized:

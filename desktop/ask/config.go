@@ -153,3 +153,14 @@ func readAPIKey(path string) (string, error) {
 	}
 	return key, nil
 }
+
+// ConfigPath is ~/.config/npllm/agent.toml ($XDG_CONFIG_HOME honoured),
+// shared by npllm-agent and npllmctl ask.
+func ConfigPath() string {
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "npllm", "agent.toml")
+}

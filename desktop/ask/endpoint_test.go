@@ -27,7 +27,7 @@ func closedPort(t *testing.T) int {
 }
 
 func portOf(t *testing.T, m *fakeModel) int {
-	return m.srv.Listener.Addr().(*net.TCPAddr).Port
+	return m.Srv.Listener.Addr().(*net.TCPAddr).Port
 }
 
 func TestProbeFindsAServerOnALoopbackPort(t *testing.T) {
@@ -41,7 +41,7 @@ func TestProbeFindsAServerOnALoopbackPort(t *testing.T) {
 	if ep.Name != "llama-server" || ep.Model != "qwen2.5:7b" || len(ep.Models) != 2 {
 		t.Fatalf("found %+v", ep)
 	}
-	if want := "llama-server at " + m.url() + ", model qwen2.5:7b"; ep.String() != want {
+	if want := "llama-server at " + m.URL() + ", model qwen2.5:7b"; ep.String() != want {
 		t.Fatalf("says %q, want %q", ep.String(), want)
 	}
 }
@@ -56,7 +56,7 @@ func TestProbeWithNothingListeningSaysWhatItTried(t *testing.T) {
 
 func TestServerWithoutModelsIsNamed(t *testing.T) {
 	m := newFakeModel(t)
-	m.models = nil
+	m.Models = nil
 	_, err := Resolve(context.Background(), ModelConfig{}, ResolveOptions{Candidates: []Candidate{{"ollama", portOf(t, m)}}})
 	if !errors.Is(err, ErrNoModel) || !strings.Contains(err.Error(), "ollama") {
 		t.Fatalf("err = %v", err)
@@ -107,7 +107,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	defer other.Close()
 	m := newFakeModel(t)
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/models", m.srv.Config.Handler)
+	mux.Handle("GET /v1/models", m.Srv.Config.Handler)
 	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, other.URL+"/v1/chat/completions", http.StatusTemporaryRedirect)
 	})
@@ -132,21 +132,21 @@ func TestAPIKeyFileIsSentAndEnvironmentKeysAreNot(t *testing.T) {
 	if _, err := s.Ask(context.Background(), "q"); err != nil {
 		t.Fatal(err)
 	}
-	if got := m.got()[0].Authorization; got != "" {
+	if got := m.Got()[0].Authorization; got != "" {
 		t.Fatalf("without api_key_file the server got Authorization %q", got)
 	}
 	key := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(key, []byte("local-token-1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ep, err := Resolve(context.Background(), ModelConfig{URL: m.url(), APIKeyFile: key}, ResolveOptions{})
+	ep, err := Resolve(context.Background(), ModelConfig{URL: m.URL(), APIKeyFile: key}, ResolveOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewSession(ep, &fakeTools{}, Options{}).Ask(context.Background(), "q"); err != nil {
 		t.Fatal(err)
 	}
-	if got := m.got()[1].Authorization; got != "Bearer local-token-1" {
+	if got := m.Got()[1].Authorization; got != "Bearer local-token-1" {
 		t.Fatalf("Authorization = %q", got)
 	}
 }

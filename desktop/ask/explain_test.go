@@ -87,7 +87,7 @@ func TestExplainReachesTheModelAndItsAnswerComesBack(t *testing.T) {
 	if !strings.HasPrefix(ans.Text, "Firefox a dépassé") {
 		t.Fatalf("answer = %q", ans.Text)
 	}
-	q, _ := m.got()[0].last("user")["content"].(string)
+	q, _ := m.Got()[0].Last("user")["content"].(string)
 	for _, want := range []string{`"id":"oom.kill/4242"`, `"seq":991`, `"program":"firefox"`, `"seq":902`, "Answer in French."} {
 		if !strings.Contains(q, want) {
 			t.Errorf("the model's request lacks %s", want)

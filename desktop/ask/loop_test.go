@@ -27,7 +27,7 @@ func (o *observed) all() string {
 
 func newSession(t *testing.T, m *fakeModel, tools Tools, opts Options) (*Session, *observed) {
 	t.Helper()
-	ep, err := Resolve(context.Background(), ModelConfig{URL: m.url()}, ResolveOptions{})
+	ep, err := Resolve(context.Background(), ModelConfig{URL: m.URL()}, ResolveOptions{})
 	if err != nil {
 		t.Fatalf("resolve: %v", err)
 	}
@@ -60,7 +60,7 @@ func TestAskCallsSystemStatusOnceThenStreamsTheAnswer(t *testing.T) {
 	if len(o.text) < 3 || o.all() != want {
 		t.Fatalf("streamed text = %q: want the answer in its 3 pieces as they came", o.text)
 	}
-	reqs := m.got()
+	reqs := m.Got()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
@@ -68,7 +68,7 @@ func TestAskCallsSystemStatusOnceThenStreamsTheAnswer(t *testing.T) {
 	if !first.Stream || first.Model != "qwen2.5:7b" || first.MaxTokens != 2048 {
 		t.Fatalf("first request: stream %v model %q max_tokens %d", first.Stream, first.Model, first.MaxTokens)
 	}
-	if names := strings.Join(first.toolNames(), ","); names != "system_status,process_details,signal_process" {
+	if names := strings.Join(first.ToolNames(), ","); names != "system_status,process_details,signal_process" {
 		t.Fatalf("tools offered = %s", names)
 	}
 	sys, _ := first.Messages[0]["content"].(string)
@@ -78,7 +78,7 @@ func TestAskCallsSystemStatusOnceThenStreamsTheAnswer(t *testing.T) {
 		}
 	}
 	// The second request carries the call and its result, tied by id.
-	asst := reqs[1].last("assistant")
+	asst := reqs[1].Last("assistant")
 	tcs, _ := asst["tool_calls"].([]any)
 	if len(tcs) != 1 {
 		t.Fatalf("assistant message = %v", asst)
@@ -88,7 +88,7 @@ func TestAskCallsSystemStatusOnceThenStreamsTheAnswer(t *testing.T) {
 	if tc["id"] != "call_system_status" || fn["name"] != "system_status" || fn["arguments"] != "{}" {
 		t.Fatalf("echoed tool call = %v", tc)
 	}
-	res := reqs[1].last("tool")
+	res := reqs[1].Last("tool")
 	content, _ := res["content"].(string)
 	if res["tool_call_id"] != "call_system_status" || !strings.Contains(content, "Load 0.42") || !strings.Contains(content, `"health":"ok"`) {
 		t.Fatalf("tool result sent = %v", res)
@@ -108,16 +108,16 @@ func TestAskCallsSystemStatusOnceThenStreamsTheAnswer(t *testing.T) {
 
 func TestTwoInterleavedToolCallsAreAccumulatedByIndex(t *testing.T) {
 	m := newFakeModel(t, func(w *sse, _ modelRequest) {
-		w.toolCall(0, "call_a", "process_details")
-		w.toolCall(1, "call_b", "process_details")
+		w.ToolCall(0, "call_a", "process_details")
+		w.ToolCall(1, "call_b", "process_details")
 		for _, d := range []struct {
 			i    int
 			frag string
 		}{{1, `{"pi`}, {0, `{"pid"`}, {1, `d": 7`}, {0, `: 42}`}, {1, `}`}} {
-			w.chunk(map[string]any{"tool_calls": []any{map[string]any{"index": d.i, "function": map[string]any{"arguments": d.frag}}}}, nil)
+			w.Chunk(map[string]any{"tool_calls": []any{map[string]any{"index": d.i, "function": map[string]any{"arguments": d.frag}}}}, nil)
 		}
-		w.finish("tool_calls")
-		w.done()
+		w.Finish("tool_calls")
+		w.Done()
 	}, answer("done"))
 	tools := &fakeTools{}
 	s, _ := newSession(t, m, tools, Options{})
@@ -141,7 +141,7 @@ func TestUnknownToolIsAnErrorResultAndRunsNothing(t *testing.T) {
 	if got := tools.executed(); len(got) != 0 {
 		t.Fatalf("ran %q", got)
 	}
-	res, _ := m.got()[1].last("tool")["content"].(string)
+	res, _ := m.Got()[1].Last("tool")["content"].(string)
 	if !strings.Contains(res, `unknown tool "rm_rf_root"`) || !strings.Contains(res, "system_status") || !strings.Contains(res, "Nothing was done") {
 		t.Fatalf("model was told %q", res)
 	}
@@ -171,13 +171,13 @@ func TestBadArgumentsAreRefusedBeforeAnythingRuns(t *testing.T) {
 			if got := tools.executed(); len(got) != 0 {
 				t.Fatalf("ran %q", got)
 			}
-			req := m.got()[1]
-			res, _ := req.last("tool")["content"].(string)
+			req := m.Got()[1]
+			res, _ := req.Last("tool")["content"].(string)
 			if !strings.HasPrefix(res, "error: ") || !strings.Contains(res, tc.told) {
 				t.Fatalf("model was told %q, want %q", res, tc.told)
 			}
 			// Arguments servers cannot parse are not echoed back to them.
-			fn := req.last("assistant")["tool_calls"].([]any)[0].(map[string]any)["function"].(map[string]any)
+			fn := req.Last("assistant")["tool_calls"].([]any)[0].(map[string]any)["function"].(map[string]any)
 			if !json.Valid([]byte(fn["arguments"].(string))) {
 				t.Fatalf("echoed invalid arguments %q", fn["arguments"])
 			}
@@ -191,14 +191,14 @@ func TestBadArgumentsAreRefusedBeforeAnythingRuns(t *testing.T) {
 func TestTenMegabytesOfTextAreCutAndReported(t *testing.T) {
 	var sent atomic.Int64 // written by the server's goroutine
 	m := newFakeModel(t, func(w *sse, _ modelRequest) {
-		w.toolCall(0, "call_x", "system_status", "{}")
+		w.ToolCall(0, "call_x", "system_status", "{}")
 		piece := strings.Repeat("blah ", 2000) // 10 kB
-		for sent.Load() < 10<<20 && !w.closed {
-			w.text(piece)
+		for sent.Load() < 10<<20 && !w.Closed() {
+			w.Text(piece)
 			sent.Add(int64(len(piece)))
 		}
-		w.finish("tool_calls")
-		w.done()
+		w.Finish("tool_calls")
+		w.Done()
 	})
 	tools := &fakeTools{}
 	s, o := newSession(t, m, tools, Options{})
@@ -233,7 +233,7 @@ func TestEndlessToolLoopStopsAtTheStepLimit(t *testing.T) {
 	if !errors.Is(err, ErrStepLimit) {
 		t.Fatalf("err = %v, want ErrStepLimit", err)
 	}
-	if n := len(m.got()); n != 8 || ans.Steps != 8 {
+	if n := len(m.Got()); n != 8 || ans.Steps != 8 {
 		t.Fatalf("%d requests, %d steps; want 8", n, ans.Steps)
 	}
 	if n := len(tools.executed()); n != 7 {
@@ -246,10 +246,10 @@ func TestStalledServerTimesOut(t *testing.T) {
 		name  string
 		reply func(*sse, modelRequest)
 	}{
-		{"after some text", func(w *sse, _ modelRequest) { w.text("Let me th"); w.stall() }},
+		{"after some text", func(w *sse, _ modelRequest) { w.Text("Let me th"); w.Stall() }},
 		{"mid tool call", func(w *sse, _ modelRequest) {
-			w.toolCall(0, "call_1", "process_details", `{"pid":`)
-			w.stall()
+			w.ToolCall(0, "call_1", "process_details", `{"pid":`)
+			w.Stall()
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -273,8 +273,8 @@ func TestStalledServerTimesOut(t *testing.T) {
 
 func TestTrickleOfKeepAlivesEndsAtTheTimeBudget(t *testing.T) {
 	m := newFakeModel(t, func(w *sse, _ modelRequest) {
-		for i := 0; i < 300 && !w.closed && w.ctx.Err() == nil; i++ {
-			w.raw(": keep-alive")
+		for i := 0; i < 300 && !w.Closed(); i++ {
+			w.Raw(": keep-alive")
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
@@ -292,8 +292,8 @@ func TestToolCallsOfAnUnfinishedReplyAreNotRun(t *testing.T) {
 	// The stream ends ([DONE]) with no finish_reason: the arguments may be
 	// incomplete, so nothing runs.
 	m := newFakeModel(t, func(w *sse, _ modelRequest) {
-		w.toolCall(0, "call_1", "process_details", `{"pid":42}`)
-		w.done()
+		w.ToolCall(0, "call_1", "process_details", `{"pid":42}`)
+		w.Done()
 	})
 	tools := &fakeTools{}
 	s, _ := newSession(t, m, tools, Options{})
@@ -312,8 +312,8 @@ func TestReadOnlyOffersNoWriteAndRefusesOne(t *testing.T) {
 	if _, err := s.Ask(context.Background(), "kill 4242"); err != nil {
 		t.Fatal(err)
 	}
-	reqs := m.got()
-	if names := strings.Join(reqs[0].toolNames(), ","); names != "system_status,process_details" {
+	reqs := m.Got()
+	if names := strings.Join(reqs[0].ToolNames(), ","); names != "system_status,process_details" {
 		t.Fatalf("read-only session offered %s", names)
 	}
 	sys, _ := reqs[0].Messages[0]["content"].(string)
@@ -323,7 +323,7 @@ func TestReadOnlyOffersNoWriteAndRefusesOne(t *testing.T) {
 	if got := tools.executed(); len(got) != 0 {
 		t.Fatalf("ran %q", got)
 	}
-	res, _ := reqs[1].last("tool")["content"].(string)
+	res, _ := reqs[1].Last("tool")["content"].(string)
 	if !strings.Contains(res, "read-only") || !strings.Contains(res, "Nothing was done") {
 		t.Fatalf("model was told %q", res)
 	}
@@ -341,7 +341,7 @@ func TestFollowUpKeepsTheConversation(t *testing.T) {
 	if _, err := s.Ask(context.Background(), "sure?"); err != nil {
 		t.Fatal(err)
 	}
-	msgs := m.got()[1].Messages
+	msgs := m.Got()[1].Messages
 	if len(msgs) != 4 || msgs[1]["content"] != "how is the load?" || msgs[2]["content"] != "Load is low." || msgs[3]["content"] != "sure?" {
 		t.Fatalf("follow-up request = %v", msgs)
 	}
@@ -362,16 +362,16 @@ func TestEscapeSequencesNeverReachTheTerminal(t *testing.T) {
 
 func TestAnswerCutByTheTokenBudgetIsReported(t *testing.T) {
 	m := newFakeModel(t, func(w *sse, _ modelRequest) {
-		w.text("The busiest process is")
-		w.finish("length")
-		w.done()
+		w.Text("The busiest process is")
+		w.Finish("length")
+		w.Done()
 	})
 	s, _ := newSession(t, m, &fakeTools{}, Options{MaxTokens: 5})
 	ans, err := s.Ask(context.Background(), "x")
 	if !errors.Is(err, ErrTokenBudget) || ans.Text != "The busiest process is" {
 		t.Fatalf("answer %q, err %v", ans.Text, err)
 	}
-	if got := m.got()[0].MaxTokens; got != 5 {
+	if got := m.Got()[0].MaxTokens; got != 5 {
 		t.Fatalf("max_tokens sent = %d", got)
 	}
 }
@@ -380,10 +380,10 @@ func TestServerErrorsAndNonStreamedRepliesAreReported(t *testing.T) {
 	m := newFakeModel(t,
 		func(w *sse, _ modelRequest) {
 			// What ollama answers for a model it does not have, mid-stream.
-			w.raw(`data: {"error":{"message":"model \"qwen9\" not found, try pulling it first","type":"api_error"}}`)
+			w.Raw(`data: {"error":{"message":"model \"qwen9\" not found, try pulling it first","type":"api_error"}}`)
 		},
 		func(w *sse, _ modelRequest) {
-			w.raw(`{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}`)
+			w.Raw(`{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}`)
 		})
 	s, _ := newSession(t, m, &fakeTools{}, Options{})
 	if _, err := s.Ask(context.Background(), "x"); err == nil || !strings.Contains(err.Error(), `qwen9`) || !strings.Contains(err.Error(), "not found, try pulling it") {
@@ -397,9 +397,9 @@ func TestServerErrorsAndNonStreamedRepliesAreReported(t *testing.T) {
 func TestFollowUpAfterARefusedReplyIsWellFormed(t *testing.T) {
 	// Two calls share one id, and the reply is cut before it finishes.
 	m := newFakeModel(t, func(w *sse, _ modelRequest) {
-		w.toolCall(0, "call_1", "system_status", "{}")
-		w.toolCall(1, "call_1", "process_details", `{"pid":1}`)
-		w.done()
+		w.ToolCall(0, "call_1", "system_status", "{}")
+		w.ToolCall(1, "call_1", "process_details", `{"pid":1}`)
+		w.Done()
 	}, answer("ok"))
 	tools := &fakeTools{}
 	s, _ := newSession(t, m, tools, Options{})
@@ -409,7 +409,7 @@ func TestFollowUpAfterARefusedReplyIsWellFormed(t *testing.T) {
 	if _, err := s.Ask(context.Background(), "and now?"); err != nil {
 		t.Fatal(err)
 	}
-	msgs := m.got()[1].Messages
+	msgs := m.Got()[1].Messages
 	calls := msgs[2]["tool_calls"].([]any)
 	id0, id1 := calls[0].(map[string]any)["id"], calls[1].(map[string]any)["id"]
 	if id0 == id1 || msgs[3]["tool_call_id"] != id0 || msgs[4]["tool_call_id"] != id1 || msgs[5]["content"] != "and now?" {
@@ -426,7 +426,7 @@ func TestAToolPanicBecomesAnErrorResult(t *testing.T) {
 	if _, err := s.Ask(context.Background(), "x"); err != nil {
 		t.Fatal(err)
 	}
-	res, _ := m.got()[1].last("tool")["content"].(string)
+	res, _ := m.Got()[1].Last("tool")["content"].(string)
 	if !strings.Contains(res, "internal error in process_details") || !o.reports[len(o.reports)-1].IsError {
 		t.Fatalf("model was told %q", res)
 	}

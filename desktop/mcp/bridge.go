@@ -16,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/desktop/tools"
 )
 
 // Options configure a bridge.
@@ -24,8 +25,9 @@ type Options struct {
 	// ReadOnly hides every tool that changes something.
 	ReadOnly bool
 	// Interactive lets polkit ask the desktop user (through their polkit
-	// agent) to confirm a write a model asked for. Off, a write that
-	// needs a password is refused.
+	// agent) to confirm a write a model asked for; every write is marked
+	// automated, so polkit asks afresh each time. Off, a write that needs
+	// consent is refused.
 	Interactive bool
 	Log         *slog.Logger
 }
@@ -36,11 +38,10 @@ type Bridge struct {
 	opts   Options
 	log    *slog.Logger
 	srv    *server.MCPServer
+	tools  *tools.Set // the tool set shared with the ask loop
 
-	mu    sync.Mutex
-	subs  map[string]map[string]bool // session → subscribed resource URIs
-	top   []ProcessSummary           // cached for topProcessesTTL
-	topAt time.Time
+	mu   sync.Mutex
+	subs map[string]map[string]bool // session → subscribed resource URIs
 }
 
 // New builds the MCP server: tools, resources, prompts.
@@ -48,7 +49,8 @@ func New(client client.API, opts Options) *Bridge {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	b := &Bridge{client: client, opts: opts, log: opts.Log, subs: map[string]map[string]bool{}}
+	b := &Bridge{client: client, opts: opts, log: opts.Log, subs: map[string]map[string]bool{},
+		tools: tools.New(client, tools.Options{Interactive: opts.Interactive, Log: opts.Log})}
 	hooks := &server.Hooks{}
 	hooks.AddAfterSubscribe(func(ctx context.Context, _ any, req *mcp.SubscribeRequest, _ *mcp.EmptyResult) {
 		b.subscribe(ctx, req.Params.URI, true)
@@ -74,6 +76,7 @@ func New(client client.API, opts Options) *Bridge {
 	b.addTools()
 	b.addResources()
 	b.addPrompts()
+	b.addTuning()
 	return b
 }
 

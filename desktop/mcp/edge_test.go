@@ -87,10 +87,10 @@ func TestBadArgumentsAreToolErrorsWithClearText(t *testing.T) {
 		{"unit_status", map[string]any{"unit": "../../etc/passwd"}, "invalid"},
 		{"signal_process", map[string]any{"pid": 1, "start_time": 0}, "signal is required"},
 		{"signal_process", map[string]any{"pid": 1, "signal": "KILL"}, "start_time is required"},
-		{"signal_process", map[string]any{"pid": 999999, "start_time": 1, "signal": "NUKE"}, "Invalid request"},
+		{"signal_process", map[string]any{"pid": 999999, "start_time": 1, "signal": "NUKE"}, "signal must be TERM, KILL"},
 		{"set_process_priority", map[string]any{"pid": 1, "start_time": 1, "nice": 40}, "nice must be an integer from -20 to 19"},
 		{"set_process_priority", map[string]any{"pid": 1, "start_time": 1}, "nice is required"},
-		{"manage_unit", map[string]any{"unit": "x.service", "verb": "explode"}, "Invalid request"},
+		{"manage_unit", map[string]any{"unit": "x.service", "verb": "explode"}, "verb must be start, stop"},
 		{"no_such_tool", map[string]any{}, ""},
 	}
 	for _, tc := range cases {

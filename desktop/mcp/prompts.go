@@ -7,6 +7,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/desktop/tools"
 )
 
 // Prompts give a model a plan: which tools to call, in which order, and
@@ -50,11 +51,11 @@ func (b *Bridge) addPrompts() {
 
 func (b *Bridge) plan(ctx context.Context, goal, steps string) (*mcp.GetPromptResult, error) {
 	status := "(the status could not be read)"
-	if st, err := b.status(ctx); err == nil {
+	if st, err := b.tools.Status(ctx); err == nil {
 		status = fmt.Sprintf("health %s; load %.2f %.2f %.2f; CPU %.0f%%; memory %s available of %s; swap %s free of %s",
 			st.Health, st.Load[0], st.Load[1], st.Load[2], st.CPUUsage, api.HumanBytes(st.MemoryAvailableBytes), api.HumanBytes(st.MemoryTotalBytes),
 			api.HumanBytes(st.SwapFreeBytes), api.HumanBytes(st.SwapTotalBytes))
-		for _, k := range sortedKeys(st.Pressure) {
+		for _, k := range tools.SortedKeys(st.Pressure) {
 			status += fmt.Sprintf("; %s pressure %.1f%%", k, st.Pressure[k].Avg10)
 		}
 		for _, a := range st.ActiveAlerts {

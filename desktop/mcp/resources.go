@@ -6,6 +6,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/desktop/tools"
 )
 
 const (
@@ -19,7 +20,7 @@ func (b *Bridge) addResources() {
 		mcp.WithResourceDescription("The machine's health, memory, pressure, alerts and busiest processes (as the system_status tool). Subscribe to hear when alerts change."),
 		mcp.WithMIMEType("application/json")),
 		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-			st, err := b.status(ctx)
+			st, err := b.tools.Status(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -29,7 +30,7 @@ func (b *Bridge) addResources() {
 		mcp.WithResourceDescription("Active alerts (memory pressure, OOM kills, crashes, full disks, …). Subscribe to be told when one is raised or cleared."),
 		mcp.WithMIMEType("application/json")),
 		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-			st, err := b.status(ctx)
+			st, err := b.tools.Status(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -39,11 +40,11 @@ func (b *Bridge) addResources() {
 		mcp.WithResourceDescription("The last 20 journal events with their seq."),
 		mcp.WithMIMEType("application/json")),
 		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-			evs, last, err := b.lastEvents(ctx, client.EventFilter{}, defaultEvents)
+			evs, last, err := b.tools.LastEvents(ctx, client.EventFilter{}, tools.DefaultEvents)
 			if err != nil {
 				return nil, err
 			}
-			return jsonContents(uriEvents, EventPage{Events: evs, LastSeq: last})
+			return jsonContents(uriEvents, tools.EventPage{Events: tools.EventMaps(evs), LastSeq: last})
 		})
 }
 

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,7 +90,7 @@ func (e *Engine) SetListener(listener func(Change)) {
 }
 
 // EventKinds are the kinds Event looks at (subscribe to these only).
-var EventKinds = []string{api.KindProcessExit, api.KindOOMKill, api.KindUnitFailed, api.KindUnitRestarted}
+var EventKinds = []string{api.KindProcessExit, api.KindOOMKill, api.KindUnitFailed, api.KindUnitRestarted, api.KindTuningRegressed}
 
 // Follow feeds committed events from sub to the engine until ctx ends.
 func (e *Engine) Follow(ctx context.Context, sub *sensors.Subscription) {
@@ -250,6 +251,13 @@ func (e *Engine) Event(ev sensors.Event, now time.Time) {
 	case api.KindUnitRestarted:
 		if ev.Unit != nil {
 			e.clear(api.KindUnitFailed + "/" + ev.Unit.Unit)
+		}
+	case api.KindTuningRegressed:
+		if n := ev.Tuning; n != nil {
+			// The trial is already reverted; the alert says so with the evidence.
+			e.raiseEvent(&Alert{ID: api.KindTuningRegressed + "/" + n.Trial, Severity: api.SeverityWarning, Kind: api.KindTuningRegressed,
+				Summary: fmt.Sprintf("Tuning trial %s was reverted: %s", n.Trial, strings.Join(n.Figures, "; ")),
+				Details: map[string]any{"trial": n.Trial, "changes": n.Changes, "figures": n.Figures, "workload": n.Workload, "seq": ev.Seq}}, now)
 		}
 	}
 }

@@ -52,7 +52,8 @@ for (const step of plan.steps) {
           await new Promise((r) => { wake = r; setTimeout(r, 100); });
         }
         if (!updates.includes(step.uri)) throw new Error("no notifications/resources/updated for " + step.uri);
-        result = { updates };
+        result = { updates: [...updates] };
+        updates.splice(updates.indexOf(step.uri), 1); // the next wait waits for the next update
         break;
       }
       default: throw new Error("unknown op " + step.op);
