@@ -29,6 +29,7 @@ var namedErrors = map[string]bool{
 	api.ErrInvalidArgument: true, api.ErrNoSuchProcess: true, api.ErrProcessChanged: true,
 	api.ErrNotAuthorized: true, api.ErrNotSupported: true, api.ErrBusy: true,
 	api.ErrInvalidArgs: true, api.ErrInteractiveAuthorizationRequired: true,
+	api.ErrNotFound: true, api.ErrConflict: true, // tuning trials
 }
 
 // fuzzWords are strings the methods know, mixed with random ones, so calls
