@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,6 +46,7 @@ func TestMain(m *testing.M) {
 			}
 			chunks = append(chunks, b)
 		}
+		runtime.KeepAlive(chunks)
 		os.Exit(1)
 	}
 	testbus.RunWithBinaries(m, &binDir, "./cmd/npllmd", "./cmd/npllm-exporter")

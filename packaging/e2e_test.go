@@ -22,7 +22,6 @@ import (
 // with overlays, so the host is untouched) and exercised as an admin would.
 
 type container struct {
-	t    *testing.T
 	cmd  *exec.Cmd
 	init int
 	log  string

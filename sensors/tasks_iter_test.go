@@ -1,6 +1,7 @@
 package sensors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -97,7 +98,7 @@ func TestTaskIteratorAgreesWithProc(t *testing.T) {
 // The busy-loop test of the process table, on the iterator.
 func TestProcessTableOnTheIteratorFindsABusyLoop(t *testing.T) {
 	requireRoot(t)
-	table, err := startProcessesIter(nil, &Env{ProcRoot: "/proc"})
+	table, err := startProcessesIter(context.TODO(), &Env{ProcRoot: "/proc"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestTopProcessesSelectsWhatASortWould(t *testing.T) {
 // Ranked on the iterator: one snapshot, both rankings, uids and names set.
 func TestRankedOnTheIteratorFindsABusyLoopAndTheLargest(t *testing.T) {
 	requireRoot(t)
-	run, err := startProcessesIter(nil, &Env{ProcRoot: "/proc"})
+	run, err := startProcessesIter(context.TODO(), &Env{ProcRoot: "/proc"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func TestRankedOnTheIteratorFindsABusyLoopAndTheLargest(t *testing.T) {
 func TestTaskIteratorRefusesAPidNamespace(t *testing.T) {
 	requireRoot(t)
 	if os.Getenv("NPLLM_TEST_IN_PIDNS") == "1" {
-		_, err := startProcessesIter(nil, &Env{ProcRoot: "/proc"})
+		_, err := startProcessesIter(context.TODO(), &Env{ProcRoot: "/proc"})
 		var u *Unavailable
 		if !errors.As(err, &u) {
 			t.Fatalf("in a pid namespace: %v, want Unavailable", err)
