@@ -34,7 +34,7 @@ func NewTuning() *Tuning {
 }
 
 func opts(c client.TuneCall) client.CallOptions {
-	return client.CallOptions{Interactive: c.Interactive, Automated: c.Automated}
+	return client.CallOptions(c)
 }
 
 func (f *Tuning) GetTunables(context.Context) ([]api.Tunable, error) {
