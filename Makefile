@@ -4,7 +4,7 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin
-XML      := $(shell find dbus packaging systemd -name '*.xml' -o -name '*.conf' -o -name '*.policy' -o -name '*.svg' 2>/dev/null)
+XML      := $(shell find dbus packaging systemd \( -name '*.xml' -o -name '*.conf' -o -name '*.policy' -o -name '*.svg' \) -not -path '*/sysusers/*' 2>/dev/null)
 # Integration tests start daemons and buses: run packages one at a time.
 TESTFLAGS ?= -p 1 -count=1 -timeout 30m
 
