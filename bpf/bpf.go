@@ -14,3 +14,4 @@ package bpf
 //go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -fdebug-compilation-dir=." -target bpfel RunqLat runqlat.bpf.c
 //go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -fdebug-compilation-dir=." -target bpfel BioLat biolat.bpf.c
 //go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -fdebug-compilation-dir=." -target bpfel Syscalls syscalls.bpf.c
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -fdebug-compilation-dir=." -target bpfel -type npllm_task_row Tasks tasks.bpf.c

@@ -32,130 +32,163 @@ struct {
 
 NPLLM_COUNTERS(2)
 
-static __always_inline struct npllm_proc_event *reserve(void)
+// RD reads kernel memory: a plain load on tp_btf (the verifier checks
+// BTF-typed pointers and turns loads into faulting-safe ones), a
+// bpf_probe_read_kernel per step on raw_tp. The helper calls were most of
+// the programs' run time (bpf_stats: ~1.0–1.7 µs a run with ~20 of them).
+// btf is a constant in each caller, so the other branch compiles away.
+#define RD(btf, direct, ...) ((btf) ? (direct) : BPF_CORE_READ(__VA_ARGS__))
+
+// Fork and exit records stop before filename: only exec carries the
+// filename and arguments, so the others reserve (and user space reads)
+// 88 bytes instead of 472.
+#define PROC_SHORT_LEN ((__builtin_offsetof(struct npllm_proc_event, filename) + 7) & ~7)
+
+static __always_inline struct npllm_proc_event *reserve(__u64 size)
 {
-	struct npllm_proc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct npllm_proc_event *e = bpf_ringbuf_reserve(&events, size, 0);
 	if (!e) {
 		count_add(CNT_DROPPED_KERNEL, 1);
 		return 0;
 	}
-	__builtin_memset(e, 0, sizeof(*e));
+	// Every field of the header is written below; no memset.
 	return e;
 }
 
-static __always_inline void submit(struct npllm_proc_event *e)
+static __always_inline void submit(struct npllm_proc_event *e, bool urgent)
 {
 	long flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES)
+	if (urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 	count_add(CNT_EMITTED, 1);
 }
 
-static __always_inline void fill_common(struct npllm_proc_event *e, struct task_struct *t)
+static __always_inline bool skip(bool btf, struct task_struct *t)
 {
-	e->pid = BPF_CORE_READ(t, tgid);
-	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
-	e->uid = BPF_CORE_READ(t, cred, uid.val);
-	e->start_boottime_ns = BPF_CORE_READ(t, start_boottime);
-	e->cgroup_id = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
-	e->ktime_ns = bpf_ktime_get_boot_ns();
-	BPF_CORE_READ_STR_INTO(&e->comm, t, comm);
+	return RD(btf, t->tgid, t, tgid) == self_tgid || (RD(btf, t->flags, t, flags) & PF_KTHREAD);
 }
 
-static __always_inline int on_exec(struct task_struct *t, struct linux_binprm *bprm)
+static __always_inline void fill_common(bool btf, struct npllm_proc_event *e, __u8 type, struct task_struct *t)
 {
-	if (skip_task(t))
+	e->type = type;
+	e->core_dumped = 0;
+	e->_pad = 0;
+	e->pid = RD(btf, t->tgid, t, tgid);
+	e->uid = RD(btf, t->cred->uid.val, t, cred, uid.val);
+	e->exit_code = 0;
+	e->exit_signal = 0;
+	e->start_boottime_ns = RD(btf, t->start_boottime, t, start_boottime);
+	e->cgroup_id = 0;
+	e->ktime_ns = bpf_ktime_get_boot_ns();
+	e->cpu_ns = 0;
+	e->max_rss_bytes = 0;
+	e->args_len = 0;
+	if (btf)
+		__builtin_memcpy(e->comm, t->comm, sizeof(e->comm)); // NUL-terminated by the kernel
+	else
+		BPF_CORE_READ_STR_INTO(&e->comm, t, comm);
+}
+
+static __always_inline int on_exec(bool btf, struct task_struct *t, struct linux_binprm *bprm)
+{
+	if (skip(btf, t))
 		return 0;
-	struct npllm_proc_event *e = reserve();
+	struct npllm_proc_event *e = reserve(sizeof(*e));
 	if (!e)
 		return 0;
-	e->type = NPLLM_EXEC;
-	fill_common(e, t);
-	const char *filename = BPF_CORE_READ(bprm, filename);
-	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename);
-	unsigned long start = BPF_CORE_READ(t, mm, arg_start);
-	unsigned long end = BPF_CORE_READ(t, mm, arg_end);
+	fill_common(btf, e, NPLLM_EXEC, t);
+	e->ppid = RD(btf, t->real_parent->tgid, t, real_parent, tgid);
+	e->cgroup_id = RD(btf, t->cgroups->dfl_cgrp->kn->id, t, cgroups, dfl_cgrp, kn, id);
+	const char *filename = RD(btf, bprm->filename, bprm, filename);
+	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename) < 0)
+		e->filename[0] = 0;
+	unsigned long start = RD(btf, t->mm->arg_start, t, mm, arg_start);
+	unsigned long end = RD(btf, t->mm->arg_end, t, mm, arg_end);
 	unsigned long len = end - start;
 	if (len > sizeof(e->args))
 		len = sizeof(e->args);
 	if (bpf_probe_read_user(e->args, len & (sizeof(e->args) - 1 | sizeof(e->args)), (void *)start) == 0)
 		e->args_len = len;
-	submit(e);
+	submit(e, false);
 	return 0;
 }
 
-static __always_inline int on_fork(struct task_struct *parent, struct task_struct *child)
+static __always_inline int on_fork(bool btf, struct task_struct *parent, struct task_struct *child)
 {
-	// Threads share their creator's tgid: only new processes are reported.
-	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid) || skip_task(child))
+	// Threads share their creator's tgid: only new processes are reported,
+	// and a thread is dropped here, before any ring space is reserved.
+	if (RD(btf, child->pid, child, pid) != RD(btf, child->tgid, child, tgid) || skip(btf, child))
 		return 0;
-	struct npllm_proc_event *e = reserve();
+	struct npllm_proc_event *e = reserve(PROC_SHORT_LEN);
 	if (!e)
 		return 0;
-	e->type = NPLLM_FORK;
-	fill_common(e, child);
-	e->ppid = BPF_CORE_READ(parent, tgid);
-	submit(e);
+	fill_common(btf, e, NPLLM_FORK, child);
+	e->ppid = RD(btf, parent->tgid, parent, tgid);
+	submit(e, false);
 	return 0;
 }
 
-static __always_inline int on_exit(struct task_struct *t)
+static __always_inline int on_exit(bool btf, struct task_struct *t)
 {
 	// Only the death of the last thread ends the process. signal->live is
 	// decremented before this tracepoint on every kernel, with or without
 	// the group_dead argument newer kernels pass.
-	if (BPF_CORE_READ(t, signal, live.counter) != 0 || skip_task(t))
+	if (RD(btf, t->signal->live.counter, t, signal, live.counter) != 0 || skip(btf, t))
 		return 0;
-	struct npllm_proc_event *e = reserve();
+	struct npllm_proc_event *e = reserve(PROC_SHORT_LEN);
 	if (!e)
 		return 0;
-	e->type = NPLLM_EXIT;
-	fill_common(e, t);
-	__u32 code = BPF_CORE_READ(t, exit_code);
+	fill_common(btf, e, NPLLM_EXIT, t);
+	e->ppid = RD(btf, t->real_parent->tgid, t, real_parent, tgid);
+	__u32 code = RD(btf, t->exit_code, t, exit_code);
 	e->exit_code = (code >> 8) & 0xff;
 	e->exit_signal = code & 0x7f;
 	e->core_dumped = (code & 0x80) ? 1 : 0;
-	e->cpu_ns = BPF_CORE_READ(t, utime) + BPF_CORE_READ(t, stime) +
-		    BPF_CORE_READ(t, signal, utime) + BPF_CORE_READ(t, signal, stime);
+	e->cpu_ns = RD(btf, t->utime, t, utime) + RD(btf, t->stime, t, stime) +
+		    RD(btf, t->signal->utime, t, signal, utime) + RD(btf, t->signal->stime, t, signal, stime);
 	// signal->maxrss is in pages, folded in from the mm when the group died.
-	e->max_rss_bytes = BPF_CORE_READ(t, signal, maxrss) * 4096;
-	submit(e);
+	e->max_rss_bytes = RD(btf, t->signal->maxrss, t, signal, maxrss) * 4096;
+	// A crash (the alert engine's fatal signals, or a core dump) wakes the
+	// reader at once, like an OOM kill; other exits wait for the poll.
+	__u32 sig = e->exit_signal;
+	bool crash = e->core_dumped || sig == 4 || sig == 6 || sig == 7 || sig == 8 || sig == 11;
+	submit(e, crash);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(btf_sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(p, bprm);
+	return on_exec(true, p, bprm);
 }
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(btf_sched_process_fork, struct task_struct *parent, struct task_struct *child)
 {
-	return on_fork(parent, child);
+	return on_fork(true, parent, child);
 }
 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(btf_sched_process_exit, struct task_struct *p)
 {
-	return on_exit(p);
+	return on_exit(true, p);
 }
 
 SEC("raw_tp/sched_process_exec")
 int BPF_PROG(raw_sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(p, bprm);
+	return on_exec(false, p, bprm);
 }
 
 SEC("raw_tp/sched_process_fork")
 int BPF_PROG(raw_sched_process_fork, struct task_struct *parent, struct task_struct *child)
 {
-	return on_fork(parent, child);
+	return on_fork(false, parent, child);
 }
 
 SEC("raw_tp/sched_process_exit")
 int BPF_PROG(raw_sched_process_exit, struct task_struct *p)
 {
-	return on_exit(p);
+	return on_exit(false, p);
 }

@@ -28,9 +28,9 @@ func deps(t *testing.T, pkg string) []string {
 }
 
 func TestClientsDoNotLinkTheDaemon(t *testing.T) {
-	for _, bin := range []string{"./npllmctl", "./npllm-agent"} {
+	for _, bin := range []string{"./npllmctl", "./npllm-agent", "./npllm-exporter"} {
 		forbidden := daemonOnly
-		if bin == "./npllmctl" {
+		if bin != "./npllm-agent" {
 			forbidden = append(forbidden[:len(forbidden):len(forbidden)], "fyne.io/systray")
 		}
 		list := deps(t, bin)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,9 +129,12 @@ func TestAskNoActOffersNoWriteAndHostileRepliesChangeNothing(t *testing.T) {
 	}
 	for _, r := range m.Got() {
 		for _, name := range r.ToolNames() {
-			if name == "signal_process" || name == "set_process_priority" || name == "manage_unit" {
+			if slices.Contains(writeTools, name) {
 				t.Errorf("--no-act offered %s", name)
 			}
+		}
+		if !slices.Contains(r.ToolNames(), "list_tunables") {
+			t.Errorf("--no-act does not offer list_tunables: %v", r.ToolNames())
 		}
 	}
 	var tr struct {

@@ -3,6 +3,8 @@ package packaging_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +22,6 @@ import (
 // with overlays, so the host is untouched) and exercised as an admin would.
 
 type container struct {
-	t    *testing.T
 	cmd  *exec.Cmd
 	init int
 	log  string
@@ -377,6 +378,71 @@ done`
 		})
 	})
 
+	t.Run("an OOM alert is logged with its MESSAGE_ID and explained by the catalog (journalctl -x)", func(t *testing.T) {
+		// Our own kill (the previous subtest restarts npllmd as soon as its
+		// event is journaled, maybe before the alert is logged); postinst
+		// compiled the catalog.
+		// The limit takes tens of seconds to bite on this cgroup v1 host, and
+		// other sessions' load has restarted npllmd by its watchdog in the
+		// middle: a second hog then.
+		for attempt := 1; ; attempt++ {
+			hog := fmt.Sprintf("cataloghog%d", (os.Getpid()+attempt)%100000)
+			c.must(t, "cp", "/usr/bin/tail", "/tmp/"+hog)
+			c.run("systemd-run", "--wait", "--quiet", "-p", "MemoryMax=32M", "-p", "MemorySwapMax=0", "/tmp/"+hog, "/dev/zero")
+			var out string
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+				out, _ = c.run("journalctl", "-x", "--no-pager", "MESSAGE_ID="+msgid.AlertOOMKill)
+				if strings.Contains(out, hog) {
+					break
+				}
+			}
+			if strings.Contains(out, hog) {
+				if !strings.Contains(out, "Subject: Alert: a process was killed for lack of memory") || !strings.Contains(out, "OOM killer") {
+					t.Errorf("no catalog text under the alert:\n%.3000s", out)
+				}
+				return
+			}
+			if attempt == 2 {
+				t.Fatalf("no OOM alert for %s with MESSAGE_ID %s:\n%.3000s", hog, msgid.AlertOOMKill, out)
+			}
+		}
+	})
+
+	t.Run("npllm-exporter: disabled, then socket-activated under its hardened unit as its own user", func(t *testing.T) {
+		if out, _ := c.run("systemctl", "is-enabled", "npllm-exporter.socket"); strings.TrimSpace(out) != "disabled" {
+			t.Errorf("npllm-exporter.socket is %q after install, want disabled", out)
+		}
+		if out, _ := c.run("systemctl", "is-active", "npllm-exporter.service"); strings.TrimSpace(out) == "active" {
+			t.Error("npllm-exporter runs without being enabled")
+		}
+		c.must(t, "systemctl", "enable", "--now", "npllm-exporter.socket")
+		defer c.run("systemctl", "disable", "--now", "npllm-exporter.socket", "npllm-exporter.service")
+		// The container shares the host's network: scrape from here.
+		var body string
+		c.waitFor(t, "a scrape through the socket", 20*time.Second, func() string {
+			resp, err := http.Get("http://127.0.0.1:10140/metrics")
+			if err != nil {
+				return err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if body = string(b); !strings.Contains(body, "\nnpllm_up 1\n") {
+				return body
+			}
+			return ""
+		})
+		if !strings.Contains(body, `npllm_events_total{kind="oom.kill"}`) {
+			t.Errorf("no oom.kill counter in:\n%.3000s", body)
+		}
+		if out, _ := c.run("systemctl", "is-active", "npllm-exporter.service"); strings.TrimSpace(out) != "active" {
+			t.Errorf("npllm-exporter.service not started by its socket: %s", out)
+		}
+		pid := c.mainPID(t, "npllm-exporter.service")
+		if out := c.must(t, "ps", "-o", "user=", "-p", pid); strings.TrimSpace(out) != "npllm-exporter" {
+			t.Errorf("npllm-exporter runs as %q, want its own system user", out)
+		}
+	})
+
 	t.Run("a damaged baselines.json is moved aside after kill -9 and logged with its MESSAGE_ID", func(t *testing.T) {
 		before := c.mainPID(t, "npllmd")
 		c.must(t, "sh", "-c", "kill -KILL "+before+" && printf '[null]' > /var/lib/npllm/baselines.json")
@@ -398,7 +464,9 @@ done`
 		for _, p := range []string{"/usr/libexec/npllmd", "/usr/bin/npllmctl", "/usr/bin/npllm-agent", "/var/lib/npllm", "/etc/npllm",
 			"/usr/lib/systemd/system/npllmd.service", "/usr/share/dbus-1/system.d/org.npllm.Assistant.conf",
 			"/usr/share/polkit-1/actions/org.npllm.Assistant.policy", "/etc/xdg/autostart/org.npllm.Agent.desktop",
-			"/etc/systemd/system/multi-user.target.wants/npllmd.service", "/usr/share/bash-completion/completions/npllmctl"} {
+			"/etc/systemd/system/multi-user.target.wants/npllmd.service", "/usr/share/bash-completion/completions/npllmctl",
+			"/usr/bin/npllm-exporter", "/usr/lib/systemd/system/npllm-exporter.socket", "/usr/lib/systemd/catalog/npllm.catalog",
+			"/usr/lib/sysusers.d/npllm-exporter.conf"} {
 			if out, err := c.run("test", "-e", p); err == nil {
 				t.Errorf("%s is still there after purge %s", p, out)
 			}

@@ -108,6 +108,7 @@ var Methods = map[string]Rule{
 	"GetTunables":      {ReadOnly: true},
 	"GetTrials":        {ReadOnly: true},
 	"GetTrialHistory":  {ReadOnly: true},
+	"GetCounters":      {ReadOnly: true},
 
 	"SignalProcess":        {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"SetProcessPriority":   {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},

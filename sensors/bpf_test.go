@@ -74,6 +74,7 @@ func TestRecordLayoutsMatchTheCompiledStructs(t *testing.T) {
 	check("proc.comm", unsafe.Offsetof(p.Comm), offComm)
 	check("proc.args", unsafe.Offsetof(p.Args), offArgs)
 	check("proc size", unsafe.Sizeof(p), recSize)
+	check("proc short size", (unsafe.Offsetof(p.Filename)+7)&^7, shortRecSize)
 	var o bpf.OOMNpllmOomEvent
 	check("oom.rss", unsafe.Offsetof(o.RssBytes), oomRSS)
 	check("oom.oom_score_adj", unsafe.Offsetof(o.OomScoreAdj), oomScoreAdj)

@@ -13,10 +13,9 @@ type Event = api.Event
 
 // Hub takes events from sensors without ever blocking them. It hands each
 // event straight to the sink (the journal's pending batch, which is the
-// bounded queue: a full one refuses and the hub counts the drop). An
-// earlier design put a channel and a goroutine in between; removing that
-// hand-off (a goroutine wake-up per event) cut the daemon's CPU per event
-// in BenchmarkExecStorm from 37 µs to 30 µs. The journal hands committed
+// bounded queue: a full one refuses and the hub counts the drop), with no
+// channel or goroutine in between: a wake-up per event is the cost that
+// matters on an exec storm (BENCHMARKS.md). The journal hands committed
 // events back to Subscribers.
 type Hub struct {
 	capacity  int

@@ -1,6 +1,7 @@
 package sensors
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -31,7 +32,8 @@ func startProcessBPF(env *Env, btf bool) (Running, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load spec: %w", err)
 	}
-	return startRingSensor(env, spec, btf, processTracepoints, []string{"emitted", "dropped_kernel"}, false, decodeProcEvent)
+	d := &procDecoder{}
+	return startRingSensor(env, spec, btf, processTracepoints, []string{"emitted", "dropped_kernel"}, false, d.decode)
 }
 
 // Offsets of struct npllm_proc_event (bpf/process.h).
@@ -40,18 +42,44 @@ const (
 	offExitCode, offExitSignal                         = 16, 20
 	offStart, offCgroup, offKtime, offCPU, offMaxRSS   = 24, 32, 40, 48, 56
 	offArgsLen, offComm, offFilename, offArgs, recSize = 64, 68, 84, 212, 472
+	// Fork and exit records end after comm (PROC_SHORT_LEN, 8-aligned).
+	shortRecSize = 88
 )
 
 // Clock ticks per second of /proc/pid/stat start times (USER_HZ).
 const nsPerTick = 1e9 / userHZ
 
-func decodeProcEvent(b []byte) (Event, error) {
-	if len(b) < recSize {
+// procDecoder decodes on the ring's one reader goroutine. It interns comm
+// and filename: an exec storm repeats a handful of names, and two string
+// allocations per event were a visible share of the reader's garbage.
+type procDecoder struct {
+	names map[string]string
+}
+
+func (d *procDecoder) intern(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	if s, ok := d.names[string(b)]; ok {
+		return s
+	}
+	if d.names == nil || len(d.names) >= 4096 {
+		d.names = make(map[string]string, 256)
+	}
+	s := string(b)
+	d.names[s] = s
+	return s
+}
+
+func (d *procDecoder) decode(b []byte) (Event, error) { return decodeProcEvent(b, d.intern) }
+
+func decodeProcEvent(b []byte, name func([]byte) string) (Event, error) {
+	if len(b) < shortRecSize || (b[offType] == 1 && len(b) < recSize) {
 		return Event{}, fmt.Errorf("short record: %d bytes", len(b))
 	}
 	le := binary.LittleEndian
 	pid, uid := le.Uint32(b[offPID:]), le.Uint32(b[offUID:])
-	comm := cString(b[offComm : offComm+16])
+	comm := name(b[offComm : offComm+16])
 	start := le.Uint64(b[offStart:])
 	ev := Event{TimeNS: bootToUnixNS(le.Uint64(b[offKtime:])), PID: pid, UID: uid, HasUID: true,
 		Comm: comm, StartTime: start / nsPerTick}
@@ -60,7 +88,7 @@ func decodeProcEvent(b []byte) (Event, error) {
 		n := min(int(le.Uint32(b[offArgsLen:])), 256)
 		ev.Kind = api.KindProcessExec
 		ev.PPID = le.Uint32(b[offPPID:])
-		ev.Filename = cString(b[offFilename : offFilename+128])
+		ev.Filename = name(b[offFilename : offFilename+128])
 		ev.Argv = splitArgs(b[offArgs : offArgs+n])
 		ev.CgroupID = le.Uint64(b[offCgroup:])
 	case 2:

@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,12 +20,19 @@ import (
 // The "processes" sensor is the on-demand process table behind GetProcesses
 // and GetProcess. It scans /proc only when asked, so an idle daemon costs
 // nothing here.
+//
+// Its ladder: bpf_iter (an eBPF task iterator ranks every process in one
+// read; /proc is opened only for the processes returned) → procfs (a walk
+// of /proc per listing).
 func init() {
 	Register(Registration{
 		Name:        "processes",
-		Description: "process table (cpu, memory, io, unit) from /proc, read on demand",
+		Description: "process table (cpu, memory, io, unit), read on demand",
 		DefaultOn:   true,
-		Variants:    []Variant{{Name: "procfs", Start: startProcesses}},
+		Variants: []Variant{
+			{Name: "bpf_iter", Start: startProcessesIter},
+			{Name: "procfs", Start: startProcesses},
+		},
 	})
 }
 
@@ -59,6 +66,8 @@ type Process struct {
 	KernelThread bool
 
 	cpuTicks uint64 // utime+stime when read
+	runNS    uint64 // CPU time in ns (task iterator only)
+	hasUID   bool   // UID already known (task iterator)
 }
 
 // ListOptions selects and orders processes.
@@ -90,6 +99,8 @@ type cpuSample struct {
 type ProcessTable struct {
 	fs   procfs.FS
 	root string
+
+	iter *taskIter // nil: walk /proc
 
 	mu    sync.Mutex
 	prev  map[procKey]cpuHistory
@@ -128,6 +139,29 @@ func startProcesses(_ context.Context, env *Env) (Running, error) {
 	return NewProcessTable(env.ProcRoot)
 }
 
+func startProcessesIter(_ context.Context, env *Env) (Running, error) {
+	t, err := NewProcessTable(env.ProcRoot)
+	if err != nil {
+		return nil, err
+	}
+	if env.ProcRoot != "" && env.ProcRoot != "/proc" {
+		// The iterator sees this kernel's tasks, not another procfs.
+		return nil, &Unavailable{Reason: "procfs at " + env.ProcRoot + " is not this kernel's"}
+	}
+	if t.iter, err = openTaskIter(); err != nil {
+		return nil, err
+	}
+	// The iterator reports the kernel's (initial namespace's) pids: in a
+	// pid namespace they would not match /proc and the callers' pids.
+	procs, err := t.iter.snapshot()
+	self := slices.IndexFunc(procs, func(p Process) bool { return p.PID == uint32(os.Getpid()) })
+	if err != nil || self < 0 {
+		t.iter.Close()
+		return nil, &Unavailable{Reason: "the task iterator does not see this process under its pid (a pid namespace?)"}
+	}
+	return t, nil
+}
+
 // NewProcessTable opens the process table on a procfs mount.
 func NewProcessTable(procRoot string) (*ProcessTable, error) {
 	fs, err := procfs.NewFS(procRoot)
@@ -143,13 +177,21 @@ func (t *ProcessTable) Counters() map[string]uint64 {
 	return map[string]uint64{"scans": t.scans}
 }
 
-func (t *ProcessTable) Close() error { return nil }
+func (t *ProcessTable) Close() error {
+	if t.iter != nil {
+		t.iter.Close()
+	}
+	return nil
+}
 
 // List returns processes sorted and limited as asked. Reading /proc costs
 // tens of microseconds per file here, so only what the sort and the filter
 // need is read for every process (stat; status for a uid filter, io for an
 // io sort); the rest only for the processes returned.
 func (t *ProcessTable) List(opts ListOptions) ([]Process, error) {
+	if t.iter != nil {
+		return t.listIter(opts)
+	}
 	procs, err := t.fs.AllProcs()
 	if err != nil {
 		return nil, fmt.Errorf("list /proc: %w", err)
@@ -173,7 +215,7 @@ func (t *ProcessTable) List(opts ListOptions) ([]Process, error) {
 		handles[info.PID] = p
 		out = append(out, info)
 	}
-	t.fillCPU(out, opts.UID == nil)
+	t.fillCPU(out, opts.UID == nil, t.resampleProcfs)
 	sortProcesses(out, opts.SortBy)
 	if opts.Limit > 0 && len(out) > opts.Limit {
 		out = out[:opts.Limit]
@@ -208,7 +250,7 @@ func (t *ProcessTable) Get(pid uint32) (Process, error) {
 	t.readIO(p, &info)
 	t.readDetails(p, &info)
 	one := []Process{info}
-	t.fillCPU(one, false)
+	t.fillCPU(one, false, t.resampleProcfs)
 	return one[0], nil
 }
 
@@ -250,41 +292,6 @@ func (t *ProcessTable) readDetails(p procfs.Proc, info *Process) {
 	info.Cmdline = t.cmdline(p.PID)
 }
 
-// Identity is what names a process beyond its pid.
-type Identity struct {
-	PID, PPID    uint32
-	UID          uint32 // real uid
-	StartTime    uint64 // field 22 of /proc/pid/stat
-	Comm         string
-	KernelThread bool
-}
-
-// ReadIdentity reads /proc/<pid>/stat and status once each. actions/ uses
-// it after pinning a pid with a pidfd, to make sure the pid still names the
-// process the caller meant; the procfs process sensor uses it to diff /proc.
-func ReadIdentity(procRoot string, pid uint32) (Identity, error) {
-	p, err := procfs.NewFS(procRoot)
-	if err != nil {
-		return Identity{}, err
-	}
-	proc, err := p.Proc(int(pid))
-	if err != nil {
-		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
-	}
-	st, err := proc.Stat()
-	if err != nil {
-		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
-	}
-	status, err := proc.NewStatus()
-	if err != nil {
-		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
-	}
-	return Identity{
-		PID: pid, PPID: uint32(st.PPID), UID: uint32(status.UIDs[0]), StartTime: st.Starttime,
-		Comm: st.Comm, KernelThread: isKernelThread(st.PID, st.PPID),
-	}, nil
-}
-
 // isKernelThread: kernel threads are kthreadd (pid 2) and its children.
 func isKernelThread(pid, ppid int) bool { return pid == 2 || ppid == 2 }
 
@@ -292,18 +299,23 @@ func isKernelThread(pid, ppid int) bool { return pid == 2 || ppid == 2 }
 // when any is missing, too fresh or too old, it samples again after
 // cpuWindow and uses that window instead. It forgets processes that are gone
 // (after a full listing) so the memory stays the size of the table.
-func (t *ProcessTable) fillCPU(procs []Process, fullListing bool) {
+func (t *ProcessTable) fillCPU(procs []Process, fullListing bool, resample func([]Process)) {
 	now := time.Now()
-	base := make(map[procKey]cpuSample, len(procs))
-	hist := make(map[procKey]cpuHistory, len(procs))
+	// Per-row slices, not maps: at 10,000 processes two maps per call were
+	// a large share of a listing's time and garbage.
+	type row struct {
+		base cpuSample
+		ok   bool
+		hist cpuHistory
+	}
+	rows := make([]row, len(procs))
 	t.mu.Lock()
 	known := 0
-	for _, p := range procs {
-		k := procKey{p.PID, p.StartTime}
-		h := t.prev[k]
-		hist[k] = h
+	for i, p := range procs {
+		h := t.prev[procKey{p.PID, p.StartTime}]
+		rows[i].hist = h
 		if s, ok := h.baseline(now); ok {
-			base[k] = s
+			rows[i].base, rows[i].ok = s, true
 			known++
 		}
 	}
@@ -314,13 +326,11 @@ func (t *ProcessTable) fillCPU(procs []Process, fullListing bool) {
 	// so one new process does not make every call wait cpuWindow.
 	if known == 0 {
 		for i, p := range procs {
-			k := procKey{p.PID, p.StartTime}
 			first := cpuSample{ticks: p.cpuTicks, at: now}
-			base[k], hist[k] = first, cpuHistory{{}, first}
-			if ticks, ok := t.cpuTicksAfter(p, i == 0); ok {
-				procs[i].cpuTicks = ticks
-			}
+			rows[i] = row{base: first, ok: true, hist: cpuHistory{{}, first}}
 		}
+		time.Sleep(cpuWindow)
+		resample(procs)
 		now = time.Now()
 	}
 	uptime := t.uptime()
@@ -332,9 +342,8 @@ func (t *ProcessTable) fillCPU(procs []Process, fullListing bool) {
 		clear(t.prev) // forget processes that are gone
 	}
 	for i := range procs {
-		k := procKey{procs[i].PID, procs[i].StartTime}
 		cur := cpuSample{ticks: procs[i].cpuTicks, at: now}
-		s, ok := base[k]
+		s, ok := rows[i].base, rows[i].ok
 		switch {
 		case ok && cur.at.After(s.at) && cur.ticks >= s.ticks:
 			procs[i].CPUPercent = 100 * float64(cur.ticks-s.ticks) / userHZ / cur.at.Sub(s.at).Seconds()
@@ -343,7 +352,7 @@ func (t *ProcessTable) fillCPU(procs []Process, fullListing bool) {
 				procs[i].CPUPercent = min(100*float64(cur.ticks)/userHZ/age, 100*float64(procs[i].Threads))
 			}
 		}
-		t.prev[k] = hist[k].record(cur)
+		t.prev[procKey{procs[i].PID, procs[i].StartTime}] = rows[i].hist.record(cur)
 	}
 }
 
@@ -357,13 +366,13 @@ func (t *ProcessTable) uptime() float64 {
 	return f
 }
 
-// cpuTicksAfter re-reads a process's CPU time; the first call of a round
-// waits cpuWindow so that all re-reads see the same window.
-func (t *ProcessTable) cpuTicksAfter(p Process, wait bool) (uint64, bool) {
-	if wait {
-		time.Sleep(cpuWindow)
+// resampleProcfs re-reads each process's CPU time from /proc.
+func (t *ProcessTable) resampleProcfs(procs []Process) {
+	for i, p := range procs {
+		if ticks, ok := t.cpuTicks(p.PID, p.StartTime); ok {
+			procs[i].cpuTicks = ticks
+		}
 	}
-	return t.cpuTicks(p.PID, p.StartTime)
 }
 
 func (t *ProcessTable) cpuTicks(pid uint32, start uint64) (uint64, bool) {
@@ -447,24 +456,4 @@ func UnitFromCgroup(cg string) string {
 		}
 	}
 	return ""
-}
-
-func sortProcesses(procs []Process, by string) {
-	key := func(p *Process) float64 {
-		switch by {
-		case "memory":
-			return float64(p.RSSBytes)
-		case "io":
-			return float64(p.IOReadBytes + p.IOWriteBytes)
-		default:
-			return p.CPUPercent
-		}
-	}
-	sort.SliceStable(procs, func(i, j int) bool {
-		ki, kj := key(&procs[i]), key(&procs[j])
-		if ki != kj {
-			return ki > kj
-		}
-		return procs[i].PID < procs[j].PID
-	})
 }

@@ -317,7 +317,7 @@ func findTunable(list []TunableInfo, name, target string) TunableInfo {
 
 // learnedMetrics is the fake metric source with a learned baseline for the
 // protected program: its CPU now (0.5 cores) is half of what is normal (1.0).
-type learnedMetrics struct{ fakeMetrics }
+type learnedMetrics struct{}
 
 func (l *learnedMetrics) Sample(_ context.Context, w Watch) (float64, error) { return 0.5, nil }
 

@@ -290,6 +290,15 @@ func (c *Client) GetAlert(ctx context.Context, id string) (api.Alert, error) {
 	return api.DecodeAlert(raw)
 }
 
+// GetCounters calls GetCounters (what npllm-exporter needs besides GetAll).
+func (c *Client) GetCounters(ctx context.Context) (api.Counters, error) {
+	var raw map[string]dbus.Variant
+	if err := c.read(ctx, "GetCounters", &raw); err != nil {
+		return api.Counters{}, err
+	}
+	return api.DecodeCounters(raw)
+}
+
 // GetBaseline calls GetBaseline.
 func (c *Client) GetBaseline(ctx context.Context, program string) (api.Baseline, error) {
 	var raw map[string]dbus.Variant

@@ -10,6 +10,7 @@ import (
 
 	"github.com/npllm/npllm/dbus/api"
 	"github.com/npllm/npllm/sensors/alerts"
+	"github.com/npllm/npllm/systemd/msgid"
 )
 
 // Alerts on the bus: the Alert and AlertCleared signals, the ActiveAlerts
@@ -28,10 +29,11 @@ func (s *Server) AlertChanged(c alerts.Change) {
 	if c.Raised != nil {
 		a := c.Raised
 		err = s.conn.Emit(api.ObjectPath, api.SignalAlert, alertRecord(a).SignalBody()...)
-		s.log.Info("alert", "id", a.ID, "severity", a.Severity, "summary", a.Summary)
+		s.counters.alertRaised(a.Kind)
+		s.log.Info("alert", msgid.Attr(msgid.ForAlert(a.Kind)), "id", a.ID, "kind", a.Kind, "severity", a.Severity, "summary", a.Summary)
 	} else {
 		err = s.conn.Emit(api.ObjectPath, api.SignalAlertCleared, c.Cleared)
-		s.log.Info("alert cleared", "id", c.Cleared)
+		s.log.Info("alert cleared", msgid.Attr(msgid.AlertCleared), "id", c.Cleared)
 	}
 	if err != nil {
 		s.log.Warn("emit alert signal", "err", err)

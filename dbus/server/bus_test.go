@@ -86,9 +86,9 @@ func TestPropertiesMatchProc(t *testing.T) {
 			running[s.Name] = s.Variant
 		}
 	}
-	for _, name := range []string{"system", "processes"} {
-		if running[name] != "procfs" {
-			t.Errorf("sensor %s not running on procfs: %+v", name, st.Sensors)
+	for name, variant := range map[string]string{"system": "procfs", "processes": "bpf_iter"} {
+		if running[name] != variant {
+			t.Errorf("sensor %s not running on %s: %+v", name, variant, st.Sensors)
 		}
 	}
 }

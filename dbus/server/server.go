@@ -63,6 +63,7 @@ type Server struct {
 	// held while SetSensorEnabled switches one.
 	sensorUse sync.RWMutex
 	audits    auditLog
+	counters  *counterState
 	health    string
 	lastSaved time.Time
 }
@@ -88,6 +89,7 @@ func NewServer(conn *dbus.Conn, cfg ServerConfig) (*Server, error) {
 	s.callers.conn = conn
 	s.limits = newLimiter()
 	s.events = newBucket(eventRate, eventBurst)
+	s.counters = newCounterState()
 	s.props = newProperties(conn, contract)
 	s.obj = &assistant{s: s}
 

@@ -76,7 +76,7 @@ func New(client client.API, opts Options) *Bridge {
 	b.addTools()
 	b.addResources()
 	b.addPrompts()
-	b.addTuning()
+	b.addTuningPrompt()
 	return b
 }
 

@@ -3,6 +3,7 @@ package tools
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -15,6 +16,11 @@ type Kind string
 const (
 	Integer Kind = "integer"
 	String  Kind = "string"
+	// Map is an object of names to strings (integers are taken as their
+	// decimal text): try_tuning's knob → value.
+	Map Kind = "object"
+	// List is an array of strings.
+	List Kind = "array"
 )
 
 // Param is one argument of a tool: its schema and its check are this one
@@ -27,22 +33,44 @@ type Param struct {
 	Min, Max    float64 // integers; both zero: unbounded
 	Enum        []string
 	Default     any
-	// MaxLen bounds strings (bytes); zero: 256.
+	// MaxLen bounds strings, and a Map's keys and values, a List's items
+	// (bytes); zero: 256.
 	MaxLen int
+	// MaxItems bounds a Map's entries or a List's items; zero: 16. A
+	// required Map or List must not be empty.
+	MaxItems int
+}
+
+const defaultMaxItems = 16
+
+func (p Param) maxLen() int {
+	if p.MaxLen == 0 {
+		return defaultMaxLen
+	}
+	return p.MaxLen
+}
+
+func (p Param) maxItems() int {
+	if p.MaxItems == 0 {
+		return defaultMaxItems
+	}
+	return p.MaxItems
 }
 
 const defaultMaxLen = 256
 
 // Args are a call's checked arguments.
 type Args struct {
-	ints map[string]int64
-	strs map[string]string
+	ints  map[string]int64
+	strs  map[string]string
+	maps  map[string]map[string]string
+	lists map[string][]string
 }
 
 // newArgs checks raw against d's parameters: every bad argument is an
 // error naming it, unknown names included.
 func newArgs(d *Def, raw map[string]any) (*Args, error) {
-	a := &Args{ints: map[string]int64{}, strs: map[string]string{}}
+	a := &Args{ints: map[string]int64{}, strs: map[string]string{}, maps: map[string]map[string]string{}, lists: map[string][]string{}}
 	for k := range raw {
 		if !slices.ContainsFunc(d.Params, func(p Param) bool { return p.Name == k }) {
 			return nil, fmt.Errorf("unknown argument %q: %s takes %s", clip(k, 64), d.Name, paramNames(d))
@@ -68,17 +96,25 @@ func newArgs(d *Def, raw map[string]any) (*Args, error) {
 			if !ok {
 				return nil, fmt.Errorf("%s must be a string, not %s", p.Name, clip(fmt.Sprint(v), 64))
 			}
-			limit := p.MaxLen
-			if limit == 0 {
-				limit = defaultMaxLen
-			}
-			if len(s) > limit {
-				return nil, fmt.Errorf("%s is longer than %d bytes", p.Name, limit)
+			if len(s) > p.maxLen() {
+				return nil, fmt.Errorf("%s is longer than %d bytes", p.Name, p.maxLen())
 			}
 			if len(p.Enum) > 0 && !slices.Contains(p.Enum, s) {
 				return nil, fmt.Errorf("%s must be %s, not %q", p.Name, orList(p.Enum), clip(s, 64))
 			}
 			a.strs[p.Name] = s
+		case Map:
+			m, err := stringMap(p, v)
+			if err != nil {
+				return nil, err
+			}
+			a.maps[p.Name] = m
+		case List:
+			l, err := stringList(p, v)
+			if err != nil {
+				return nil, err
+			}
+			a.lists[p.Name] = l
 		}
 	}
 	return a, nil
@@ -117,6 +153,77 @@ func integer(p Param, v any) (int64, error) {
 	return int64(f), nil
 }
 
+// stringMap checks an object of names to strings or integers.
+func stringMap(p Param, v any) (map[string]string, error) {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) > p.maxItems() || p.Required && len(m) == 0 {
+		return nil, fmt.Errorf("%s must be an object of %s name → value pairs%s", p.Name, itemRange(p), hint(p))
+	}
+	out := make(map[string]string, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) { // the first bad one, always the same
+		if err := printable(p, "a name in "+p.Name, k); err != nil {
+			return nil, err
+		}
+		var s string
+		switch x := m[k].(type) {
+		case string:
+			s = x
+		default:
+			n, err := integer(Param{Name: "the value of " + clip(k, 64)}, x)
+			if err != nil {
+				return nil, fmt.Errorf("the value of %s in %s must be a string or an integer, not %s", clip(k, 64), p.Name, clip(fmt.Sprint(x), 64))
+			}
+			s = strconv.FormatInt(n, 10)
+		}
+		if err := printable(p, "the value of "+clip(k, 64), s); err != nil {
+			return nil, err
+		}
+		out[k] = s
+	}
+	return out, nil
+}
+
+// stringList checks an array of strings.
+func stringList(p Param, v any) ([]string, error) {
+	l, ok := v.([]any)
+	if !ok || len(l) > p.maxItems() || p.Required && len(l) == 0 {
+		return nil, fmt.Errorf("%s must be a list of %s names%s", p.Name, itemRange(p), hint(p))
+	}
+	out := make([]string, 0, len(l))
+	for _, x := range l {
+		s, ok := x.(string)
+		if !ok {
+			return nil, fmt.Errorf("%s must be a list of strings, not %s", p.Name, clip(fmt.Sprint(x), 64))
+		}
+		if err := printable(p, "an item of "+p.Name, s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// printable bounds a name or value inside a Map or List: not empty, at
+// most MaxLen bytes, no control characters (they are echoed in texts).
+func printable(p Param, what, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%s is empty", what)
+	case len(s) > p.maxLen():
+		return fmt.Errorf("%s is longer than %d bytes", what, p.maxLen())
+	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return fmt.Errorf("%s contains a control character: %q", what, clip(s, 64))
+	}
+	return nil
+}
+
+func itemRange(p Param) string {
+	if p.Required {
+		return fmt.Sprintf("1 to %d", p.maxItems())
+	}
+	return fmt.Sprintf("at most %d", p.maxItems())
+}
+
 // Int is an integer argument, or def when absent.
 func (a *Args) Int(name string, def int64) int64 {
 	if v, ok := a.ints[name]; ok {
@@ -129,8 +236,16 @@ func (a *Args) Int(name string, def int64) int64 {
 func (a *Args) Has(name string) bool {
 	_, i := a.ints[name]
 	_, s := a.strs[name]
-	return i || s
+	_, m := a.maps[name]
+	_, l := a.lists[name]
+	return i || s || m || l
 }
+
+// Map is a Map argument (nil when absent).
+func (a *Args) Map(name string) map[string]string { return a.maps[name] }
+
+// List is a List argument (nil when absent).
+func (a *Args) List(name string) []string { return a.lists[name] }
 
 // Str is a string argument, or def when absent.
 func (a *Args) Str(name, def string) string {
@@ -194,12 +309,22 @@ func (d *Def) InputSchema() json.RawMessage {
 		if p.Default != nil {
 			s["default"] = p.Default
 		}
-		if p.Kind == String {
-			limit := p.MaxLen
-			if limit == 0 {
-				limit = defaultMaxLen
+		switch p.Kind {
+		case String:
+			s["maxLength"] = p.maxLen()
+		case Map:
+			s["additionalProperties"] = map[string]any{"type": []string{"string", "integer"}, "minLength": 1, "maxLength": p.maxLen()}
+			s["propertyNames"] = map[string]any{"minLength": 1, "maxLength": p.maxLen()}
+			s["maxProperties"] = p.maxItems()
+			if p.Required {
+				s["minProperties"] = 1
 			}
-			s["maxLength"] = limit
+		case List:
+			s["items"] = map[string]any{"type": "string", "minLength": 1, "maxLength": p.maxLen()}
+			s["maxItems"] = p.maxItems()
+			if p.Required {
+				s["minItems"] = 1
+			}
 		}
 		props[p.Name] = s
 		if p.Required {

@@ -111,3 +111,35 @@ func SortedKeys(m map[string]PSI) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// Tuning trials (tuning.go).
+
+type TunableRow struct {
+	Knob    string `json:"knob" jsonschema:"pass it as a key of try_tuning's changes; @TARGET names the device or unit"`
+	Current string `json:"current,omitempty"`
+	Values  string `json:"values" jsonschema:"what try_tuning accepts"`
+	Risk    string `json:"risk"`
+	Why     string `json:"why"`
+	Trial   string `json:"trial,omitempty" jsonschema:"the trial holding it"`
+}
+
+type TrialSummary struct {
+	ID           string   `json:"id"`
+	State        string   `json:"state" jsonschema:"canary, awaiting-confirmation, confirmed, reverted or ended"`
+	Changes      []string `json:"changes"`
+	CanaryEnds   string   `json:"canary_ends,omitempty"`
+	ConfirmUntil string   `json:"confirm_until,omitempty" jsonschema:"reverted at this time unless confirmed"`
+	Reason       string   `json:"reason,omitempty"`
+}
+
+type TunableList struct {
+	Tunables    []TunableRow   `json:"tunables"`
+	Unavailable []string       `json:"unavailable" jsonschema:"knobs this machine cannot change, with the reason"`
+	Trials      []TrialSummary `json:"trials"`
+}
+
+type TrialResult struct {
+	Done    bool         `json:"done"`
+	Message string       `json:"message"`
+	Trial   TrialSummary `json:"trial"`
+}

@@ -41,8 +41,11 @@ type Def struct {
 	Output any
 	// Write tools change the machine: hidden in read-only mode.
 	Write bool
-	Hints Hints
-	run   func(ctx context.Context, s *Set, a *Args) Result
+	// Tuning tools need a client that can tune (client.Tuner): a client
+	// that cannot (an old npllmd, a fake) offers none of them.
+	Tuning bool
+	Hints  Hints
+	run    func(ctx context.Context, s *Set, a *Args) Result
 }
 
 // OutputType is the type of the structured result.
@@ -66,6 +69,7 @@ func Errorf(format string, args ...any) Result {
 // Set is the tool set over one client.
 type Set struct {
 	client client.API
+	tuner  client.Tuner // nil: no tuning tools
 	opts   Options
 
 	mu    sync.Mutex
@@ -78,22 +82,28 @@ func New(c client.API, opts Options) *Set {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Set{client: c, opts: opts}
+	tu, _ := c.(client.Tuner)
+	return &Set{client: c, tuner: tu, opts: opts}
 }
 
-// Defs are the tools offered: without the write tools when readOnly.
+// offers says whether this set offers d.
+func (s *Set) offers(d *Def, readOnly bool) bool {
+	return !(readOnly && d.Write) && !(d.Tuning && s.tuner == nil)
+}
+
+// Defs are the tools offered: without the write tools when readOnly, and
+// without the tuning tools when the client cannot tune.
 func (s *Set) Defs(readOnly bool) []*Def {
 	out := make([]*Def, 0, len(table))
 	for _, d := range table {
-		if readOnly && d.Write {
-			continue
+		if s.offers(d, readOnly) {
+			out = append(out, d)
 		}
-		out = append(out, d)
 	}
 	return out
 }
 
-// Def finds a tool by name.
+// Lookup finds a tool of the table by name.
 func Lookup(name string) (*Def, bool) {
 	i := slices.IndexFunc(table, func(d *Def) bool { return d.Name == name })
 	if i < 0 {
@@ -107,8 +117,8 @@ func Lookup(name string) (*Def, bool) {
 // is sent to npllmd. readOnly refuses write tools even if asked by name.
 func (s *Set) Call(ctx context.Context, name string, args map[string]any, readOnly bool) Result {
 	d, ok := Lookup(name)
-	if !ok {
-		return Errorf("no tool %q", name)
+	if !ok || d.Tuning && s.tuner == nil {
+		return Errorf("no tool %q", clip(name, 64))
 	}
 	if d.Write && readOnly {
 		return Errorf("%s changes the system and this session is read-only: nothing was done", name)
@@ -127,10 +137,17 @@ func (s *Set) callOptions() client.CallOptions {
 	return client.CallOptions{Interactive: s.opts.Interactive, Automated: true}
 }
 
+// tuneCall is callOptions for the trial methods: "automated" also makes
+// npllmd use agent-tune, which polkit never keeps.
+func (s *Set) tuneCall() client.TuneCall {
+	return client.TuneCall{Interactive: s.opts.Interactive, Automated: true}
+}
+
 // table is the one list of tools; the order is the order offered.
 var table = []*Def{
 	defSystemStatus, defListProcesses, defProcessDetails, defRecentEvents, defUnitStatus,
 	defSignalProcess, defSetPriority, defManageUnit,
+	defListTunables, defTryTuning, defConfirmTuning, defRevertTuning,
 }
 
 var readHints = Hints{ReadOnly: true, Idempotent: true}

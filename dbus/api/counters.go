@@ -1,0 +1,36 @@
+package api
+
+import "github.com/godbus/dbus/v5"
+
+// Counters is GetCounters' reply: the monotonic figures a metrics exporter
+// needs in one call (sensor variants and drops are in the Sensors property).
+type Counters struct {
+	// BootID is /proc/sys/kernel/random/boot_id: Events restart from zero
+	// only when it changes.
+	BootID string `json:"boot_id"`
+	// Events counts journaled events by kind since boot, rebuilt from the
+	// journal when npllmd restarts (kinds outside EventKinds are "other").
+	Events map[string]uint64 `json:"events"`
+	// EventsPruned is true when the journal no longer holds every event
+	// since boot (pruned by count or age): Events are then lower bounds.
+	EventsPruned bool `json:"events_pruned"`
+	// AlertsRaised counts alerts raised by kind since npllmd started.
+	AlertsRaised map[string]uint64 `json:"alerts_raised"`
+	// StartedNS is when npllmd started (unix ns): AlertsRaised restart then.
+	StartedNS uint64 `json:"started_ns"`
+	// PressureStalledUS is /proc/pressure's total stall time in
+	// microseconds by "cpu.some", "cpu.full", "memory.some", … .
+	PressureStalledUS map[string]uint64 `json:"pressure_stalled_us"`
+	// Baselines is how many (user, program) baselines are learned.
+	Baselines uint64 `json:"baselines"`
+}
+
+// Encode is the a{sv} of GetCounters.
+func (c *Counters) Encode() map[string]dbus.Variant { return encodeRecord(c) }
+
+// DecodeCounters reads GetCounters' reply, checking every type.
+func DecodeCounters(m map[string]dbus.Variant) (Counters, error) {
+	var c Counters
+	err := decodeRecord(m, &c, "counters")
+	return c, err
+}
