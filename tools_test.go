@@ -81,6 +81,7 @@ func shellCommands(script string) []string {
 		funcs[m[1]] = true
 	}
 	var out []string
+	script = strings.ReplaceAll(script, "\\\n", " ") // a continued line is one command
 	for _, line := range strings.Split(script, "\n") {
 		line = strings.TrimLeft(line, "\t @-")
 		if strings.HasPrefix(line, "#") {
