@@ -132,3 +132,20 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestSensorDetailsRoundTripAndRejectWrongTypes(t *testing.T) {
+	in := map[string]SensorDetails{"process": {Description: "exec and exit", Counters: map[string]uint64{"emitted": 3, "dropped_kernel": 1}}}
+	out, err := DecodeSensorDetails(EncodeSensorDetails(in))
+	if err != nil || !reflect.DeepEqual(out, in) {
+		t.Fatalf("round trip: %+v, %v", out, err)
+	}
+	for name, bad := range map[string]map[string]dbus.Variant{
+		"counter as string":   {"emitted": dbus.MakeVariant("3")},
+		"counter as int32":    {"emitted": dbus.MakeVariant(int32(3))},
+		"description as uint": {"description": dbus.MakeVariant(uint64(1))},
+	} {
+		if _, err := DecodeSensorDetails(map[string]map[string]dbus.Variant{"process": bad}); err == nil || !strings.Contains(err.Error(), "process") {
+			t.Errorf("%s: %v, want an error naming the sensor", name, err)
+		}
+	}
+}

@@ -1,9 +1,13 @@
 package api
 
-import "github.com/godbus/dbus/v5"
+import (
+	"fmt"
+
+	"github.com/godbus/dbus/v5"
+)
 
 // Counters is GetCounters' reply: the monotonic figures a metrics exporter
-// needs in one call (sensor variants and drops are in the Sensors property).
+// needs in one call (sensor drops are in GetSensorDetails).
 type Counters struct {
 	// BootID is /proc/sys/kernel/random/boot_id: Events restart from zero
 	// only when it changes.
@@ -33,4 +37,55 @@ func DecodeCounters(m map[string]dbus.Variant) (Counters, error) {
 	var c Counters
 	err := decodeRecord(m, &c, "counters")
 	return c, err
+}
+
+// SensorDetails is one sensor's entry in GetSensorDetails: what changes
+// often or is large, kept out of the Sensors property so that GetAll stays
+// small and Sensors changes only when a sensor's variant or state does.
+type SensorDetails struct {
+	Description string
+	// Counters: emitted, drops, queue, journal, audit, … (running sensors;
+	// empty otherwise).
+	Counters map[string]uint64
+}
+
+// EncodeSensorDetails is the a{sa{sv}} of GetSensorDetails.
+func EncodeSensorDetails(in map[string]SensorDetails) map[string]map[string]dbus.Variant {
+	out := make(map[string]map[string]dbus.Variant, len(in))
+	for name, d := range in {
+		m := make(map[string]dbus.Variant, len(d.Counters)+1)
+		for k, v := range d.Counters {
+			m[k] = dbus.MakeVariant(v)
+		}
+		m["description"] = dbus.MakeVariant(d.Description)
+		out[name] = m
+	}
+	return out
+}
+
+// DecodeSensorDetails reads GetSensorDetails' reply: "description" must be
+// a string and every other value a uint64 counter.
+func DecodeSensorDetails(raw map[string]map[string]dbus.Variant) (map[string]SensorDetails, error) {
+	out := make(map[string]SensorDetails, len(raw))
+	for name, m := range raw {
+		d := SensorDetails{Counters: make(map[string]uint64, len(m))}
+		for k, v := range m {
+			switch x := v.Value().(type) {
+			case string:
+				if k != "description" {
+					return nil, fmt.Errorf("sensor %q: %s is a string, want a uint64 counter", name, k)
+				}
+				d.Description = x
+			case uint64:
+				if k == "description" {
+					return nil, fmt.Errorf("sensor %q: description is %s, want s", name, v.Signature())
+				}
+				d.Counters[k] = x
+			default:
+				return nil, fmt.Errorf("sensor %q: %s is %s, want t", name, k, v.Signature())
+			}
+		}
+		out[name] = d
+	}
+	return out, nil
 }
