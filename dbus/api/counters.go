@@ -39,9 +39,10 @@ func DecodeCounters(m map[string]dbus.Variant) (Counters, error) {
 	return c, err
 }
 
-// SensorDetails is one sensor's entry in GetSensorDetails: what changes
-// often or is large, kept out of the Sensors property so that GetAll stays
-// small and Sensors changes only when a sensor's variant or state does.
+// SensorDetails is one sensor's entry in GetSensorDetails, (sa{st}) on the
+// wire: what changes often or is large, kept out of the Sensors property so
+// that GetAll stays small and Sensors changes only when a sensor's variant
+// or state does.
 type SensorDetails struct {
 	Description string
 	// Counters: emitted, drops, queue, journal, audit, … (running sensors;
@@ -49,43 +50,23 @@ type SensorDetails struct {
 	Counters map[string]uint64
 }
 
-// EncodeSensorDetails is the a{sa{sv}} of GetSensorDetails.
-func EncodeSensorDetails(in map[string]SensorDetails) map[string]map[string]dbus.Variant {
-	out := make(map[string]map[string]dbus.Variant, len(in))
-	for name, d := range in {
-		m := make(map[string]dbus.Variant, len(d.Counters)+1)
-		for k, v := range d.Counters {
-			m[k] = dbus.MakeVariant(v)
-		}
-		m["description"] = dbus.MakeVariant(d.Description)
-		out[name] = m
-	}
-	return out
-}
-
-// DecodeSensorDetails reads GetSensorDetails' reply: "description" must be
-// a string and every other value a uint64 counter.
-func DecodeSensorDetails(raw map[string]map[string]dbus.Variant) (map[string]SensorDetails, error) {
+// DecodeSensorDetails reads GetSensorDetails' a{s(sa{st})} reply as godbus
+// delivers it (a struct arrives as []any), checking every type.
+func DecodeSensorDetails(raw map[string][]any) (map[string]SensorDetails, error) {
 	out := make(map[string]SensorDetails, len(raw))
-	for name, m := range raw {
-		d := SensorDetails{Counters: make(map[string]uint64, len(m))}
-		for k, v := range m {
-			switch x := v.Value().(type) {
-			case string:
-				if k != "description" {
-					return nil, fmt.Errorf("sensor %q: %s is a string, want a uint64 counter", name, k)
-				}
-				d.Description = x
-			case uint64:
-				if k == "description" {
-					return nil, fmt.Errorf("sensor %q: description is %s, want s", name, v.Signature())
-				}
-				d.Counters[k] = x
-			default:
-				return nil, fmt.Errorf("sensor %q: %s is %s, want t", name, k, v.Signature())
-			}
+	for name, fields := range raw {
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("sensor %q: %d fields, want (description, counters)", name, len(fields))
 		}
-		out[name] = d
+		desc, ok := fields[0].(string)
+		if !ok {
+			return nil, fmt.Errorf("sensor %q: description is %T, want s", name, fields[0])
+		}
+		counters, ok := fields[1].(map[string]uint64)
+		if !ok {
+			return nil, fmt.Errorf("sensor %q: counters are %T, want a{st}", name, fields[1])
+		}
+		out[name] = SensorDetails{Description: desc, Counters: counters}
 	}
 	return out, nil
 }

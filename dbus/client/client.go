@@ -302,7 +302,7 @@ func (c *Client) GetCounters(ctx context.Context) (api.Counters, error) {
 // GetSensorDetails calls GetSensorDetails: each sensor's description and
 // counters, by sensor name.
 func (c *Client) GetSensorDetails(ctx context.Context) (map[string]api.SensorDetails, error) {
-	var raw map[string]map[string]dbus.Variant
+	var raw map[string][]any
 	if err := c.read(ctx, "GetSensorDetails", &raw); err != nil {
 		return nil, err
 	}
