@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -160,13 +161,22 @@ func ExplainInputs(ctx context.Context, c client.API, a api.Alert) Inputs {
 	in := Inputs{Alert: ask.AlertInfo{ID: a.ID, Kind: a.Kind, Severity: a.Severity, Summary: a.Summary,
 		Raised: time.Unix(0, int64(a.RaisedNS)), Details: alertDetails(&a)}}
 	var kind string
+	owner, ownerKnown := uint32(0), false
+	if v, ok := a.Details["uid"].Value().(uint32); ok {
+		owner, ownerKnown = v, true
+	}
 	if a.Seq > 0 {
 		if _, evs, err := c.GetEvents(ctx, a.Seq-1, 1, client.EventFilter{}); err == nil && len(evs) == 1 && evs[0].Seq == a.Seq {
 			ev := eventInfo(&evs[0])
 			in.Event, kind = &ev, evs[0].Kind
+			if evs[0].HasUID {
+				owner, ownerKnown = evs[0].UID, true
+			}
 		}
 	}
-	if a.Comm != "" {
+	// GetBaseline answers with the caller's own baseline of that name: it
+	// says nothing true about another user's process, so none is sent then.
+	if a.Comm != "" && ownerKnown && owner == uint32(os.Getuid()) {
 		if bl, err := c.GetBaseline(ctx, a.Comm); err == nil && bl.Runs > 0 {
 			in.Baseline = &ask.BaselineInfo{Program: bl.Program, Runs: bl.Runs, Crashes: bl.Crashes,
 				PeakRSSP95Bytes: bl.RSSP95Bytes, CPUP95: time.Duration(bl.CPUP95NS)}

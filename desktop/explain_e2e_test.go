@@ -9,16 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godbus/dbus/v5"
-
 	"github.com/npllm/npllm/dbus/testbus"
 	"github.com/npllm/npllm/desktop/ask/asktest"
 )
 
 // "Explain" end to end: a real OOM kill, the real npllmd, the real agent
-// and dunst; the scripted model (asktest) is the one double. dunst can
-// click only a notification's default action from the command line, so
-// the test sends the ActionInvoked signal dunst would send for "Explain".
+// and dunst; the scripted model (asktest) is the one double. "Explain" is
+// clicked through dunst's context menu (testbus.Desktop.Invoke).
 func TestExplainOnARealOOMKillUpdatesTheNotification(t *testing.T) {
 	testbus.Privileged(t)
 	m := asktest.New(t, asktest.Answer("npllmleaky used more memory than its cgroup allows. EXPLAINED-42"))
@@ -33,11 +30,6 @@ func TestExplainOnARealOOMKillUpdatesTheNotification(t *testing.T) {
 	w.waitDisplayed(t, "after the OOM kill", func(n int) bool { return n >= 1 })
 	time.Sleep(300 * time.Millisecond) // let dunst settle on its id
 
-	conn, err := dbus.Connect(w.desk.SessionAddress)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	// Other tests on this machine may cause alerts too: find the id of
 	// this OOM kill's notification in the agent's log.
 	var id uint64
@@ -51,12 +43,15 @@ func TestExplainOnARealOOMKillUpdatesTheNotification(t *testing.T) {
 			t.Fatalf("no OOM notification in the agent log:\n%s", w.log())
 		}
 	}
-	if err := conn.Emit("/org/freedesktop/Notifications", "org.freedesktop.Notifications.ActionInvoked", uint32(id), "explain"); err != nil {
+	// A click on its "Explain" (the agent hears ActionInvoked only from
+	// the notification server).
+	if err := w.desk.Invoke(fmt.Sprintf("[%d,explain]", id)); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(20 * time.Second); len(m.Got()) == 0; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the model was never asked; agent log:\n%s", w.log())
+			dm, _ := os.ReadFile(filepath.Join(w.desk.Dir, "dmenu.in"))
+			t.Fatalf("the model was never asked; dunst menu %q; agent log:\n%s", dm, w.log())
 		}
 	}
 	req := m.Got()[0]

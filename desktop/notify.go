@@ -72,10 +72,8 @@ var burstKinds = map[string]string{
 // NewNotifier connects to the notification server on session.
 func NewNotifier(session *dbus.Conn, client client.API, mutes *mutes.Set, log *slog.Logger) (*Notifier, error) {
 	n := newNotifier(client, mutes, log)
-	notes, err := notify.New(session,
-		notify.WithOnAction(func(s *notify.ActionInvokedSignal) { go n.onAction(s.ID, s.ActionKey) }),
-		notify.WithOnClosed(func(s *notify.NotificationClosedSignal) { n.onClosed(s.ID, s.Reason) }),
-		notify.WithLogger(slogPrinter{log}))
+	// Not notify.New: its signal loop trusts any sender (notify_server.go).
+	notes, err := newNotifyServer(session, func(id uint32, key string) { go n.onAction(id, key) }, n.onClosed, log)
 	if err != nil {
 		return nil, fmt.Errorf("notification server: %w", err)
 	}
@@ -102,10 +100,6 @@ func (n *Notifier) attach(notes notify.Notifier) {
 		n.log.Warn("notification server capabilities unknown; assuming markup and actions", "err", err)
 	}
 }
-
-type slogPrinter struct{ log *slog.Logger }
-
-func (p slogPrinter) Printf(format string, v ...any) { p.log.Debug(fmt.Sprintf(format, v...)) }
 
 // Close stops listening to the notification server.
 func (n *Notifier) Close() error { return n.notes.Close() }

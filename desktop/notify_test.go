@@ -9,6 +9,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -214,7 +215,7 @@ func TestExplainInputsCarryTheEventBaselineAndRelatedEvents(t *testing.T) {
 	d.Events = []api.Event{
 		{Seq: 3, Kind: api.KindProcessExec, PID: 10, Comm: "leaky"},
 		{Seq: 4, Kind: api.KindProcessExec, PID: 11, Comm: "other"},
-		{Seq: 5, Kind: api.KindOOMKill, PID: 10, Comm: "leaky", OOM: &api.OOMKill{RSSBytes: 3 << 30, OOMScoreAdj: 200}},
+		{Seq: 5, Kind: api.KindOOMKill, PID: 10, Comm: "leaky", UID: uint32(os.Getuid()), HasUID: true, OOM: &api.OOMKill{RSSBytes: 3 << 30, OOMScoreAdj: 200}},
 	}
 	d.Baselines["leaky"] = api.Baseline{Program: "leaky", Runs: 12, Crashes: 1, RSSP95Bytes: 512 << 20, CPUP95NS: 2e9}
 	a := api.Alert{ID: "oom.kill/5", Kind: api.KindOOMKill, Severity: "critical", Seq: 5, PID: 10, Comm: "leaky",
@@ -234,5 +235,23 @@ func TestExplainInputsCarryTheEventBaselineAndRelatedEvents(t *testing.T) {
 	}
 	if len(in.Related) != 1 || in.Related[0].Seq != 3 {
 		t.Errorf("related %+v (want the exec of pid 10, not the event itself or another pid's)", in.Related)
+	}
+}
+
+// The baseline npllmd answers with is the caller's own program of that
+// name: for another user's process (or one whose owner is unknown) it
+// would mislead the model, so none is sent.
+func TestExplainInputsSendNoBaselineForAnotherUsersProcess(t *testing.T) {
+	d := fakenpllmd.New()
+	d.Baselines["leaky"] = api.Baseline{Program: "leaky", Runs: 12, Crashes: 1, RSSP95Bytes: 512 << 20, CPUP95NS: 2e9}
+	for _, ev := range []api.Event{
+		{Seq: 5, Kind: api.KindOOMKill, PID: 10, Comm: "leaky", UID: uint32(os.Getuid()) + 4242, HasUID: true, OOM: &api.OOMKill{}},
+		{Seq: 5, Kind: api.KindOOMKill, PID: 10, Comm: "leaky", OOM: &api.OOMKill{}},
+	} {
+		d.Events = []api.Event{ev}
+		a := api.Alert{ID: "oom.kill/5", Kind: api.KindOOMKill, Severity: "critical", Seq: 5, PID: 10, Comm: "leaky", Details: details("summary", "x")}
+		if in := ExplainInputs(context.Background(), d, a); in.Baseline != nil {
+			t.Errorf("owner uid %d (known %v): baseline %+v sent", ev.UID, ev.HasUID, in.Baseline)
+		}
 	}
 }

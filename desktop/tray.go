@@ -69,15 +69,8 @@ func (t *Tray) Run(ctx context.Context) {
 		t.log.Warn("tray: cannot watch for a StatusNotifierWatcher", "err", err)
 		return
 	}
-	ch := make(chan *dbus.Signal, 8)
-	t.session.Signal(ch)
-	defer t.session.RemoveSignal(ch)
-	for !t.watcherPresent() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		}
+	if !t.waitForWatcher(ctx) {
+		return
 	}
 	// fyne's systray reports through the standard logger; its complaints
 	// (e.g. a watcher that went away) are not the user's business.
@@ -100,6 +93,26 @@ func (t *Tray) Run(ctx context.Context) {
 		}
 		t.update(ctx)
 	}
+}
+
+// waitForWatcher returns once a StatusNotifierWatcher is on the bus (false:
+// ctx ended). Its signal channel goes with it: godbus gives every signal on
+// the connection to every channel, and one left undrained costs a blocked
+// goroutine per signal, which any program on the session bus can send.
+func (t *Tray) waitForWatcher(ctx context.Context) bool {
+	ch := make(chan *dbus.Signal, 8)
+	t.session.Signal(ch)
+	defer t.session.RemoveSignal(ch)
+	defer t.session.RemoveMatchSignal(dbus.WithMatchSender("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged"),
+		dbus.WithMatchArg(0, sniWatcher))
+	for !t.watcherPresent() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+	return true
 }
 
 func (t *Tray) watcherPresent() bool {

@@ -303,6 +303,31 @@ func TestDebUnderRealSystemd(t *testing.T) {
 		})
 	})
 
+	t.Run("forged systemd signals from a user neither crash npllmd nor make unit.failed", func(t *testing.T) {
+		// issue 12 follow-up: signals sent straight to each of npllmd's bus
+		// connections (match rules do not filter unicast signals).
+		c.must(t, "useradd", "--no-create-home", "npllm-forger")
+		pid := strings.TrimSpace(c.must(t, "systemctl", "show", "-p", "MainPID", "--value", "npllmd"))
+		script := `for n in $(busctl --system list --no-legend | awk -v p="$1" '$2==p && $1 ~ /^:/ {print $1}'); do
+  emit() { runuser -u npllm-forger -- gdbus emit --system --object-path /org/freedesktop/systemd1/unit/npllm_2dforged_2eservice \
+    --signal org.freedesktop.DBus.Properties.PropertiesChanged --dest "$n" "$@" || exit 1; }
+  emit "uint32 1"
+  emit "'org.freedesktop.systemd1.Unit'" "{'ActiveState': <'failed'>}" "@as []"
+  echo "$n"
+done`
+		out := c.must(t, "sh", "-c", script, "forge", pid)
+		if strings.TrimSpace(out) == "" {
+			t.Fatalf("no bus connection of npllmd (pid %s) found", pid)
+		}
+		time.Sleep(2 * time.Second)
+		if now := strings.TrimSpace(c.must(t, "systemctl", "show", "-p", "MainPID", "--value", "npllmd")); now != pid {
+			t.Fatalf("npllmd restarted (pid %s → %s) after forged signals to %s", pid, now, out)
+		}
+		if out, _ := c.run("npllmctl", "--json", "events", "--kind", "unit.failed", "--limit", "100"); strings.Contains(out, "npllm-forged") {
+			t.Fatalf("a forged signal became an event:\n%s", out)
+		}
+	})
+
 	t.Run("ManageUnit as root and refused to a user", func(t *testing.T) {
 		c.must(t, "sh", "-c", "printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/npllm-test-ok.service && systemctl daemon-reload && systemctl start npllm-test-ok.service")
 		before := c.mainPID(t, "npllm-test-ok.service")

@@ -2,10 +2,11 @@ package systemd
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/coreos/go-systemd/v22/journal"
 )
@@ -60,14 +61,33 @@ func (h *JournalHandler) Handle(_ context.Context, r slog.Record) error {
 	var parts []string
 	r.Attrs(func(a slog.Attr) bool {
 		add(h.group, a)
-		parts = append(parts, fmt.Sprintf("%s=%v", a.Key, a.Value))
+		parts = append(parts, a.Key+"="+summaryValue(a.Value))
 		return true
 	})
-	msg := r.Message
+	return journal.Send(summary(r.Message, parts), priority(r.Level), vars)
+}
+
+func summary(msg string, parts []string) string {
 	if len(parts) > 0 {
 		msg += " (" + strings.Join(parts, " ") + ")"
 	}
-	return journal.Send(msg, priority(r.Level), vars)
+	return msg
+}
+
+// summaryValue quotes a value as slog's text handler does (spaces, quotes,
+// "=", control characters): a process name such as "x result=ok" or one
+// with a newline cannot pass for another field or another line.
+func summaryValue(v slog.Value) string {
+	s := v.Resolve().String()
+	if s == "" {
+		return `""`
+	}
+	for _, r := range s {
+		if r == ' ' || r == '=' || r == '"' || r == '(' || r == ')' || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func priority(l slog.Level) journal.Priority {

@@ -64,5 +64,6 @@ var Histograms = []string{HistogramRunqLatency, HistogramBlockIOLatency}
 
 // PrivateFields of an event: withheld by npllmd from callers that are
 // neither root nor the event's owner (command lines, paths and addresses
-// can carry secrets).
-var PrivateFields = []string{"argv", "filename", "cmdline", "saddr", "daddr"}
+// can carry secrets; a cgroup path, or its id, which names the same
+// directory under /sys/fs/cgroup, tells another user's apps and units).
+var PrivateFields = []string{"argv", "filename", "cmdline", "saddr", "daddr", "cgroup", "cgroup_id"}

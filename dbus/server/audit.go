@@ -96,8 +96,12 @@ func (a *auditLog) allow(log *slog.Logger, uid uint32, now time.Time) bool {
 	}
 	if now.Sub(d.start) >= deniedWindow {
 		if d.suppressed > 0 {
+			var who any = uid
+			if uid == unknownCaller {
+				who = "unknown"
+			}
 			log.Warn("audit: failed privileged calls not logged one by one", msgid.Attr(msgid.AuditSuppressed),
-				"caller_uid", uid, "count", d.suppressed, "window_s", int(deniedWindow.Seconds()))
+				"caller_uid", who, "count", d.suppressed, "window_s", int(deniedWindow.Seconds()))
 		}
 		*d = denials{start: now}
 	}

@@ -113,6 +113,31 @@ func runHardeningHelper(conn *dbus.Conn, op, arg string) (value any, err error, 
 			return nil, err, true
 		}
 		return fuzzMethods(conn, time.Duration(a.Seconds*float64(time.Second)), a.Seed), nil, true
+	case "call-and-hang-up":
+		// The reviewer's pattern: a privileged call from a connection that
+		// is gone by the time npllmd looks at it; arg is the count.
+		n, _ := strconv.Atoi(arg)
+		for range n {
+			hc, err := dbus.SystemBusPrivate()
+			if err != nil {
+				return nil, err, true
+			}
+			if err = hc.Auth(nil); err == nil {
+				err = hc.Hello()
+			}
+			if err != nil {
+				hc.Close()
+				return nil, err, true
+			}
+			call := hc.Object(api.BusName, api.ObjectPath).Go(api.Interface+".SignalProcess", dbus.FlagNoReplyExpected, nil,
+				uint32(1), uint64(0), "BOGUS", map[string]dbus.Variant{})
+			if call.Err != nil {
+				hc.Close()
+				return nil, call.Err, true
+			}
+			hc.Close()
+		}
+		return nil, nil, true
 	case "act-twice":
 		// Two identical writes from one connection, each after a line on
 		// stdin, each result printed at once (the test drives pkttyagent).

@@ -269,6 +269,9 @@ type call struct {
 	automated bool
 	// limited: holds a slot of s.limits until end.
 	limited bool
+	// id is the caller, from the bus (set by begin when idKnown).
+	id      callerID
+	idKnown bool
 	// audit collects the target and decision of a privileged call; end
 	// logs it whatever the outcome.
 	audit []any
@@ -298,15 +301,21 @@ func (s *Server) begin(msg dbus.Message, method string) (*call, *dbus.Error) {
 		return nil, api.NewError(api.ErrAccessDenied, "%s is not in the authorization table", method)
 	}
 	c.rule = rule
+	// Who calls is settled before anything else: a privileged call whose
+	// sender is already gone is refused (it was once audited as uid 0 and
+	// charged to root's rate limit).
+	if !rule.ReadOnly || expensive[method] {
+		id, err := s.callers.lookup(c.sender)
+		if err != nil {
+			return nil, api.NewError(api.ErrAccessDenied, "cannot identify the caller: %v", err)
+		}
+		c.id, c.idKnown = id, true
+	}
 	if derr := checkSizes(method, msg.Body); derr != nil {
 		return nil, derr
 	}
 	if expensive[method] {
-		id, err := s.callers.lookup(c.sender)
-		if err != nil {
-			return nil, ToDBus(err)
-		}
-		if id.uid != 0 {
+		if c.id.uid != 0 {
 			if derr := s.limits.acquire(method, c.sender); derr != nil {
 				return nil, derr
 			}
@@ -336,12 +345,18 @@ func (c *call) end(derr **dbus.Error) {
 		}
 		return
 	}
-	id, _ := c.s.callers.lookup(c.sender)
-	attrs := append([]any{"method", c.method, "sender", c.sender, "caller_uid", id.uid, "caller_pid", id.pid, "result", result}, c.audit...)
+	// begin refuses a privileged call it cannot attribute; should one get
+	// here anyway, it is "unknown" in a bucket of its own, never uid 0.
+	var uid, pid any = "unknown", "unknown"
+	bucket := unknownCaller
+	if c.idKnown {
+		uid, pid, bucket = c.id.uid, c.id.pid, c.id.uid
+	}
+	attrs := append([]any{"method", c.method, "sender", c.sender, "caller_uid", uid, "caller_pid", pid, "result", result}, c.audit...)
 	if *derr != nil {
 		attrs = append(attrs, "reason", auditString(api.ErrorMessage(*derr)))
 	}
-	c.s.audits.write(c.s.log, id.uid, *derr != nil, attrs)
+	c.s.audits.write(c.s.log, bucket, *derr != nil, attrs)
 }
 
 // interactive reports whether the caller allows polkit to ask the user:
@@ -385,6 +400,10 @@ func (c *call) callerUID() (uint32, error) {
 
 type callerID struct{ uid, pid uint32 }
 
+// unknownCaller is the audit rate bucket of calls whose caller is unknown:
+// (uid_t)-1 is no one's uid.
+const unknownCaller = ^uint32(0)
+
 type callerCache struct {
 	conn *dbus.Conn
 	mu   sync.Mutex
@@ -405,8 +424,11 @@ func (cc *callerCache) lookup(sender string) (callerID, error) {
 	if err := bus.Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&id.uid); err != nil {
 		return callerID{}, fmt.Errorf("ask the bus for the uid of %s: %w", sender, err)
 	}
-	// The pid is for the audit log only; authorization never uses it.
-	bus.Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, sender).Store(&id.pid)
+	// The pid is for the audit log only; authorization never uses it. A
+	// sender gone between the two questions is not identified.
+	if err := bus.Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, sender).Store(&id.pid); err != nil {
+		return callerID{}, fmt.Errorf("ask the bus for the pid of %s: %w", sender, err)
+	}
 	cc.mu.Lock()
 	if cc.ids == nil || len(cc.ids) > 4096 {
 		cc.ids = map[string]callerID{}

@@ -41,9 +41,16 @@ func StartDesktop(dir string) (*Desktop, error) {
 		d.Close()
 		return nil, err
 	}
+	// dunst's context menu goes through "dmenu": this one picks the first
+	// line holding the text in dmenu.pick (Desktop.Invoke).
+	dmenu := filepath.Join(dir, "dmenu.sh")
+	if err := os.WriteFile(dmenu, []byte("#!/bin/sh\ntee -a "+filepath.Join(dir, "dmenu.in")+" | grep -m1 -F -f "+filepath.Join(dir, "dmenu.pick")+"\n"), 0o755); err != nil {
+		d.Close()
+		return nil, err
+	}
 	rc := filepath.Join(dir, "dunstrc")
 	// Long timeouts: tests decide when notifications go.
-	if err := os.WriteFile(rc, []byte("[global]\n    markup = full\n    history_length = 100\n    font = Monospace 10\n    width = 420\n    offset = 10x40\n[urgency_low]\n    timeout = 600\n[urgency_normal]\n    timeout = 600\n[urgency_critical]\n    timeout = 0\n"), 0o644); err != nil {
+	if err := os.WriteFile(rc, []byte("[global]\n    dmenu = "+dmenu+"\n    markup = full\n    history_length = 100\n    font = Monospace 10\n    width = 420\n    offset = 10x40\n[urgency_low]\n    timeout = 600\n[urgency_normal]\n    timeout = 600\n[urgency_critical]\n    timeout = 0\n"), 0o644); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -98,6 +105,16 @@ func (d *Desktop) Dunstctl(args ...string) ([]byte, error) {
 	cmd := exec.Command("dunstctl", args...)
 	cmd.Env = d.Env()
 	return cmd.Output()
+}
+
+// Invoke clicks, through dunst's context menu, the first action whose menu
+// line holds text (dunst then sends ActionInvoked, as for a user's click).
+func (d *Desktop) Invoke(text string) error {
+	if err := os.WriteFile(filepath.Join(d.Dir, "dmenu.pick"), []byte(text+"\n"), 0o644); err != nil {
+		return err
+	}
+	_, err := d.Dunstctl("context")
+	return err
 }
 
 // Close stops dunst, Xvfb and the session bus.

@@ -32,6 +32,9 @@ type Options struct {
 	// Log receives the output of dbus-daemon and polkitd (default: a file
 	// in Dir).
 	Log io.Writer
+	// Policy is extra <policy> XML for the bus configuration, e.g. to let
+	// a test own a name that stands in for a service that cannot run here.
+	Policy string
 }
 
 // Bus is a running private bus.
@@ -118,6 +121,7 @@ const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Con
   <policy user="root">
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
+  %s
   <include>%s</include>
   <include ignore_missing="yes">/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf</include>
 </busconfig>
@@ -130,7 +134,7 @@ func (b *Bus) startDaemon(opts Options) error {
 		return fmt.Errorf("bus policy: %w", err)
 	}
 	conf := filepath.Join(b.Dir, "bus.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, sock, policy)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, sock, opts.Policy, policy)), 0o644); err != nil {
 		return err
 	}
 	b.daemon = exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--nopidfile", "--print-address=1")

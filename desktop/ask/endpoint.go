@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,6 +49,9 @@ type Endpoint struct {
 	Model   string
 	// Models lists what the server offered, when it was asked.
 	Models []string
+	// Owner runs a probed server (its listening socket's uid); "" when
+	// configured.
+	Owner string
 
 	apiKey string
 	client *http.Client
@@ -55,6 +59,9 @@ type Endpoint struct {
 
 // String says which server and model will answer, for the user.
 func (e *Endpoint) String() string {
+	if e.Owner != "" {
+		return fmt.Sprintf("%s at %s (run by %s), model %s", e.Name, e.BaseURL, e.Owner, e.Model)
+	}
 	return fmt.Sprintf("%s at %s, model %s", e.Name, e.BaseURL, e.Model)
 }
 
@@ -62,6 +69,9 @@ func (e *Endpoint) String() string {
 type ResolveOptions struct {
 	Candidates   []Candidate
 	ProbeTimeout time.Duration
+	// ProcNet is where the listening sockets' owners are read (default
+	// /proc/net).
+	ProcNet string
 }
 
 // Resolve picks the model server: the configured URL if any (a non-loopback
@@ -100,12 +110,21 @@ func Resolve(ctx context.Context, cfg ModelConfig, ro ResolveOptions) (*Endpoint
 		}
 		return ep, nil
 	}
+	if ro.ProcNet == "" {
+		ro.ProcNet = "/proc/net"
+	}
 	ep.client = newHTTPClient(false)
 	var tried []string
 	for _, c := range ro.Candidates {
+		owner, err := checkPortOwner(ro.ProcNet, c.Port, uint32(os.Getuid()))
+		if err != nil {
+			tried = append(tried, fmt.Sprintf("%s (port %d: %v)", c.Name, c.Port, err))
+			continue
+		}
+		ep.Owner = userName(owner)
 		ep.Name = c.Name
 		ep.BaseURL = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port)) + "/v1"
-		err := ep.listModels(ctx, ro.ProbeTimeout)
+		err = ep.listModels(ctx, ro.ProbeTimeout)
 		if err == nil {
 			return ep, nil
 		}

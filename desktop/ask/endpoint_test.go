@@ -41,7 +41,7 @@ func TestProbeFindsAServerOnALoopbackPort(t *testing.T) {
 	if ep.Name != "llama-server" || ep.Model != "qwen2.5:7b" || len(ep.Models) != 2 {
 		t.Fatalf("found %+v", ep)
 	}
-	if want := "llama-server at " + m.URL() + ", model qwen2.5:7b"; ep.String() != want {
+	if want := "llama-server at " + m.URL() + " (run by " + userName(uint32(os.Getuid())) + "), model qwen2.5:7b"; ep.String() != want {
 		t.Fatalf("says %q, want %q", ep.String(), want)
 	}
 }
