@@ -1,7 +1,7 @@
 // Package metrics is npllm-exporter's Prometheus collector: an unprivileged
 // client of npllmd on the system bus (neither a sensor nor part of the bus
-// API) that turns one GetAll, one GetCounters and one GetHistogram per
-// histogram series into the exposition, whatever the number of processes.
+// API) that turns one GetAll, one GetCounters, one GetSensorDetails and one
+// GetHistogram per histogram series into the exposition, whatever the number of processes.
 package metrics
 
 import (
@@ -20,6 +20,7 @@ import (
 type Source interface {
 	Status(ctx context.Context) (*api.Status, error)
 	GetCounters(ctx context.Context) (api.Counters, error)
+	GetSensorDetails(ctx context.Context) (map[string]api.SensorDetails, error)
 	GetHistogram(ctx context.Context, name, series string) (api.Histogram, error)
 	Close() error
 }
@@ -79,6 +80,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	collectStatus(ch, st, c.mono)
 	if err == nil {
 		collectCounters(ch, cnt, c.mono)
+	}
+	if det, err := c.src.GetSensorDetails(ctx); err != nil {
+		c.failed("GetSensorDetails", err)
+	} else {
+		collectSensorCounters(ch, st, det, c.mono)
 	}
 	c.collectHistograms(ctx, ch, st)
 }

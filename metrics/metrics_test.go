@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sort"
 	"testing"
 
-	"github.com/godbus/dbus/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -136,12 +136,16 @@ func TestMonotonicAcrossRestarts(t *testing.T) {
 type fakeSource struct {
 	st  *api.Status
 	cnt api.Counters
+	det map[string]api.SensorDetails
 	err error
 }
 
 func (f *fakeSource) Status(context.Context) (*api.Status, error) { return f.st, f.err }
 func (f *fakeSource) GetCounters(context.Context) (api.Counters, error) {
 	return f.cnt, f.err
+}
+func (f *fakeSource) GetSensorDetails(context.Context) (map[string]api.SensorDetails, error) {
+	return f.det, f.err
 }
 func (f *fakeSource) GetHistogram(context.Context, string, string) (api.Histogram, error) {
 	return log2Histogram([]uint64{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4}), f.err
@@ -150,18 +154,28 @@ func (f *fakeSource) Close() error { return nil }
 
 func fullStatus() *api.Status {
 	sensors := []api.SensorStatus{}
-	for _, n := range []string{"system", "pressure", "disks", "processes", "process", "oom", "signal", "runq_latency", "block_io_latency", "syscalls", "units"} {
-		sensors = append(sensors, api.SensorStatus{Name: n, Variant: "tp_btf", State: "running", Details: map[string]dbus.Variant{
-			"dropped_kernel": dbus.MakeVariant(uint64(1)), "decode_errors": dbus.MakeVariant(uint64(0))}})
+	for _, n := range append(fullSensorNames, "tcp", "event-pipeline") {
+		sensors = append(sensors, api.SensorStatus{Name: n, Variant: "tp_btf", State: "running"})
 	}
-	sensors = append(sensors,
-		api.SensorStatus{Name: "tcp", Variant: "tp_btf", State: "running", Details: map[string]dbus.Variant{
-			"retransmits": dbus.MakeVariant(uint64(3)), "resets_sent": dbus.MakeVariant(uint64(1)), "resets_received": dbus.MakeVariant(uint64(2))}},
-		api.SensorStatus{Name: "event-pipeline", Variant: "hub", State: "running", Details: map[string]dbus.Variant{
-			"dropped_queue": dbus.MakeVariant(uint64(0)), "dropped_subscribers": dbus.MakeVariant(uint64(0))}},
-		api.SensorStatus{Name: "Evil Name{}", Variant: "x", State: "running"})
+	sensors = append(sensors, api.SensorStatus{Name: "Evil Name{}", Variant: "x", State: "running"})
 	return &api.Status{Version: "1", Health: "ok", MemoryTotal: 1 << 30, Sensors: sensors,
 		ActiveAlerts: []api.Alert{{Kind: "oom.kill", Severity: "critical"}, {Kind: "made.up", Severity: "weird"}}}
+}
+
+var fullSensorNames = []string{"system", "pressure", "disks", "processes", "process", "oom", "signal", "runq_latency", "block_io_latency", "syscalls", "units"}
+
+// fullDetails has counters for every sensor of fullStatus, and for one the
+// Sensors property does not list (which must not be exported).
+func fullDetails() map[string]api.SensorDetails {
+	det := map[string]api.SensorDetails{}
+	for _, n := range fullSensorNames {
+		det[n] = api.SensorDetails{Counters: map[string]uint64{"dropped_kernel": 1, "decode_errors": 0}}
+	}
+	det["tcp"] = api.SensorDetails{Counters: map[string]uint64{"retransmits": 3, "resets_sent": 1, "resets_received": 2}}
+	det["event-pipeline"] = api.SensorDetails{Counters: map[string]uint64{"dropped_queue": 0, "dropped_subscribers": 0}}
+	det["Evil Name{}"] = api.SensorDetails{Counters: map[string]uint64{"dropped_kernel": 7}}
+	det["unlisted"] = api.SensorDetails{Counters: map[string]uint64{"dropped_kernel": 7}}
+	return det
 }
 
 // With every sensor and histogram on, the exposition stays under the
@@ -177,7 +191,7 @@ func TestSeriesBudget(t *testing.T) {
 	for _, r := range []string{"cpu", "memory", "io"} {
 		cnt.PressureStalledUS[r+".some"], cnt.PressureStalledUS[r+".full"] = 1, 1
 	}
-	src := &fakeSource{st: fullStatus(), cnt: cnt}
+	src := &fakeSource{st: fullStatus(), cnt: cnt, det: fullDetails()}
 	c := New(func(context.Context) (Source, error) { return src, nil }, 1e9, nil)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
@@ -196,7 +210,7 @@ func TestSeriesBudget(t *testing.T) {
 				series += len(h.GetBucket()) + 2 // buckets + _sum + _count (+Inf is one of the buckets)
 			}
 			for _, l := range m.GetLabel() {
-				if l.GetValue() == "Evil Name{}" || l.GetValue() == "made.up" || l.GetValue() == "weird" {
+				if l.GetValue() == "Evil Name{}" || l.GetValue() == "unlisted" || l.GetValue() == "made.up" || l.GetValue() == "weird" {
 					t.Errorf("free-form label value %q exported", l.GetValue())
 				}
 			}
@@ -204,6 +218,11 @@ func TestSeriesBudget(t *testing.T) {
 	}
 	sort.Strings(names)
 	t.Logf("%d metrics, %d series: %v", n, series, names)
+	for _, want := range []string{"npllm_sensor_dropped_total", "npllm_sensor_decode_errors_total", "npllm_tcp_retransmits_total", "npllm_tcp_resets_total"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("%s missing: GetSensorDetails' counters not exported", want)
+		}
+	}
 	if series >= 300 {
 		t.Errorf("%d series, budget 300", series)
 	}

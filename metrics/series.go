@@ -84,31 +84,45 @@ func collectStatus(ch chan<- prometheus.Metric, st *api.Status, m *monotonic) {
 		}
 	}
 
+	for _, s := range exportedSensors(st) {
+		gauge(ch, descSensorInfo, 1, s.Name, s.Variant, s.State)
+	}
+}
+
+// exportedSensors are the sensors whose names may become label values.
+func exportedSensors(st *api.Status) []api.SensorStatus {
+	var out []api.SensorStatus
 	for i, s := range st.Sensors {
 		if i >= maxSensors || !sensorName.MatchString(s.Name) || (s.Variant != "" && !sensorName.MatchString(s.Variant)) || !sensorName.MatchString(s.State) {
 			continue
 		}
-		gauge(ch, descSensorInfo, 1, s.Name, s.Variant, s.State)
-		num := func(key string) (uint64, bool) {
-			v, ok := s.Details[key].Value().(uint64)
-			return v, ok
-		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// collectSensorCounters exports drops and the TCP counters from
+// GetSensorDetails, for the sensors the Sensors property lists (so the
+// label values are the checked names above, whatever else npllmd sends).
+func collectSensorCounters(ch chan<- prometheus.Metric, st *api.Status, det map[string]api.SensorDetails, m *monotonic) {
+	for _, s := range exportedSensors(st) {
+		c := det[s.Name].Counters
 		for key, where := range map[string]string{"dropped_kernel": "kernel", "dropped_queue": "queue", "dropped_subscribers": "subscribers"} {
-			if v, ok := num(key); ok {
+			if v, ok := c[key]; ok {
 				counter(ch, descDropped, m.sinceStart(s.Name+"/"+key, v), s.Name, where)
 			}
 		}
-		if v, ok := num("decode_errors"); ok {
+		if v, ok := c["decode_errors"]; ok {
 			counter(ch, descDecodeErrors, m.sinceStart(s.Name+"/decode_errors", v), s.Name)
 		}
 		if s.Name != "tcp" {
 			continue
 		}
-		if v, ok := num("retransmits"); ok {
+		if v, ok := c["retransmits"]; ok {
 			counter(ch, descRetransmits, m.sinceStart("tcp/retransmits", v))
 		}
 		for key, dir := range map[string]string{"resets_sent": "sent", "resets_received": "received"} {
-			if v, ok := num(key); ok {
+			if v, ok := c[key]; ok {
 				counter(ch, descResets, m.sinceStart("tcp/"+key, v), dir)
 			}
 		}

@@ -109,6 +109,7 @@ var Methods = map[string]Rule{
 	"GetTrials":        {ReadOnly: true},
 	"GetTrialHistory":  {ReadOnly: true},
 	"GetCounters":      {ReadOnly: true},
+	"GetSensorDetails": {ReadOnly: true},
 
 	"SignalProcess":        {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},
 	"SetProcessPriority":   {Action: ActionManageOwnProcess, OtherUserAction: ActionManageAnyProcess},

@@ -45,7 +45,7 @@ func (h *Hub) Publish(ev Event) {
 	h.dropped.Add(1)
 }
 
-// Counters of the hub, for the Sensors property.
+// Counters of the hub, for GetSensorDetails.
 func (h *Hub) Counters() map[string]uint64 {
 	out := map[string]uint64{
 		"queued":         h.published.Load(),

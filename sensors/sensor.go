@@ -115,7 +115,6 @@ type Status struct {
 	Skipped     []string // "variant: reason", best first
 	Reason      string   // why unavailable
 	Fix         string   // what would make it available
-	Counters    map[string]uint64
 }
 
 type active struct {
@@ -255,7 +254,8 @@ func (m *Manager) names() string {
 	return strings.Join(out, ", ")
 }
 
-// Status reports every registered sensor.
+// Status reports every registered sensor without reading its counters
+// (which may mean reading per-CPU kernel maps): see Counters.
 func (m *Manager) Status() []Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -266,11 +266,25 @@ func (m *Manager) Status() []Status {
 		case !a.enabled:
 			s.State = StateDisabled
 		case a.run != nil:
-			s.State, s.Variant, s.Counters = StateRunning, a.variant, a.run.Counters()
+			s.State, s.Variant = StateRunning, a.variant
 		default:
 			s.State = StateUnavailable
 		}
 		out = append(out, s)
+	}
+	return out
+}
+
+// Counters reads the counters of every running sensor, by name; it is
+// called when a client asks, not on every refresh.
+func (m *Manager) Counters() map[string]map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]map[string]uint64, len(m.all))
+	for _, a := range m.all {
+		if a.enabled && a.run != nil {
+			out[a.reg.Name] = a.run.Counters()
+		}
 	}
 	return out
 }

@@ -114,15 +114,28 @@ func sensorsCmd(env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			more, err := c.GetSensorDetails(ctx)
+			if err != nil {
+				return err
+			}
 			if env.JSON {
-				return printJSON(env.Out, statusJSON(st)["sensors"])
+				rows := statusJSON(st)["sensors"].([]map[string]any)
+				for _, r := range rows {
+					d := more[r["name"].(string)]
+					r["description"], r["counters"] = d.Description, d.Counters
+					if d.Counters == nil {
+						r["counters"] = map[string]uint64{}
+					}
+				}
+				return printJSON(env.Out, rows)
 			}
 			for _, s := range st.Sensors {
 				variant := s.Variant
 				if variant == "" {
 					variant = "-"
 				}
-				fmt.Fprintf(env.Out, "%-15s %-8s %-11s %s\n", s.Name, variant, s.State, s.Description())
+				d := more[s.Name]
+				fmt.Fprintf(env.Out, "%-15s %-8s %-11s %s\n", s.Name, variant, s.State, d.Description)
 				if v, ok := s.Details["reason"]; ok {
 					fmt.Fprintf(env.Out, "    reason: %v\n", v.Value())
 				}
@@ -135,10 +148,8 @@ func sensorsCmd(env *Env) *cobra.Command {
 					}
 				}
 				var counters []string
-				for k, v := range s.Details {
-					if n, ok := v.Value().(uint64); ok {
-						counters = append(counters, fmt.Sprintf("%s=%d", k, n))
-					}
+				for k, n := range d.Counters {
+					counters = append(counters, fmt.Sprintf("%s=%d", k, n))
 				}
 				sort.Strings(counters)
 				if len(counters) > 0 {

@@ -132,3 +132,20 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestSensorDetailsAreTypeChecked(t *testing.T) {
+	out, err := DecodeSensorDetails(map[string][]any{"process": {"exec and exit", map[string]uint64{"emitted": 3}}})
+	if err != nil || out["process"].Description != "exec and exit" || out["process"].Counters["emitted"] != 3 {
+		t.Fatalf("decode: %+v, %v", out, err)
+	}
+	for name, bad := range map[string][]any{
+		"counters as a{sv}":   {"d", map[string]dbus.Variant{"emitted": dbus.MakeVariant(uint64(3))}},
+		"counters as a{su}":   {"d", map[string]uint32{"emitted": 3}},
+		"description as uint": {uint64(1), map[string]uint64{}},
+		"one field":           {"d"},
+	} {
+		if _, err := DecodeSensorDetails(map[string][]any{"process": bad}); err == nil || !strings.Contains(err.Error(), "process") {
+			t.Errorf("%s: %v, want an error naming the sensor", name, err)
+		}
+	}
+}

@@ -1,9 +1,13 @@
 package api
 
-import "github.com/godbus/dbus/v5"
+import (
+	"fmt"
+
+	"github.com/godbus/dbus/v5"
+)
 
 // Counters is GetCounters' reply: the monotonic figures a metrics exporter
-// needs in one call (sensor variants and drops are in the Sensors property).
+// needs in one call (sensor drops are in GetSensorDetails).
 type Counters struct {
 	// BootID is /proc/sys/kernel/random/boot_id: Events restart from zero
 	// only when it changes.
@@ -33,4 +37,36 @@ func DecodeCounters(m map[string]dbus.Variant) (Counters, error) {
 	var c Counters
 	err := decodeRecord(m, &c, "counters")
 	return c, err
+}
+
+// SensorDetails is one sensor's entry in GetSensorDetails, (sa{st}) on the
+// wire: what changes often or is large, kept out of the Sensors property so
+// that GetAll stays small and Sensors changes only when a sensor's variant
+// or state does.
+type SensorDetails struct {
+	Description string
+	// Counters: emitted, drops, queue, journal, audit, … (running sensors;
+	// empty otherwise).
+	Counters map[string]uint64
+}
+
+// DecodeSensorDetails reads GetSensorDetails' a{s(sa{st})} reply as godbus
+// delivers it (a struct arrives as []any), checking every type.
+func DecodeSensorDetails(raw map[string][]any) (map[string]SensorDetails, error) {
+	out := make(map[string]SensorDetails, len(raw))
+	for name, fields := range raw {
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("sensor %q: %d fields, want (description, counters)", name, len(fields))
+		}
+		desc, ok := fields[0].(string)
+		if !ok {
+			return nil, fmt.Errorf("sensor %q: description is %T, want s", name, fields[0])
+		}
+		counters, ok := fields[1].(map[string]uint64)
+		if !ok {
+			return nil, fmt.Errorf("sensor %q: counters are %T, want a{st}", name, fields[1])
+		}
+		out[name] = SensorDetails{Description: desc, Counters: counters}
+	}
+	return out, nil
 }

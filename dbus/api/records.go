@@ -2,16 +2,14 @@ package api
 
 import "github.com/godbus/dbus/v5"
 
-// SensorStatus is one element of the Sensors property, a(sssa{sv}).
+// SensorStatus is one element of the Sensors property, a(sssa{sv}): only
+// what changes rarely (descriptions and counters are in GetSensorDetails).
 type SensorStatus struct {
 	Name    string
 	Variant string
 	State   string
-	Details map[string]dbus.Variant // description, reason, fix, skipped, counters
+	Details map[string]dbus.Variant // skipped, reason, fix
 }
-
-// Description is what the sensor watches.
-func (s *SensorStatus) Description() string { return String(s.Details["description"]) }
 
 // Process is one element of GetProcesses, or GetProcess's reply.
 type Process struct {

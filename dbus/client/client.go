@@ -299,6 +299,16 @@ func (c *Client) GetCounters(ctx context.Context) (api.Counters, error) {
 	return api.DecodeCounters(raw)
 }
 
+// GetSensorDetails calls GetSensorDetails: each sensor's description and
+// counters, by sensor name.
+func (c *Client) GetSensorDetails(ctx context.Context) (map[string]api.SensorDetails, error) {
+	var raw map[string][]any
+	if err := c.read(ctx, "GetSensorDetails", &raw); err != nil {
+		return nil, err
+	}
+	return api.DecodeSensorDetails(raw)
+}
+
 // GetBaseline calls GetBaseline.
 func (c *Client) GetBaseline(ctx context.Context, program string) (api.Baseline, error) {
 	var raw map[string]dbus.Variant

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"math"
 	"os"
@@ -320,19 +319,8 @@ func BenchmarkThreadStorm(b *testing.B) {
 }
 
 // processCounters reads the process sensor's emitted and dropped_kernel
-// counters from the Sensors property.
+// counters from GetSensorDetails.
 func processCounters(b testing.TB, c *client.Client) (emitted, dropped uint64) {
-	st, err := c.Status(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, s := range st.Sensors {
-		if s.Name == "process" {
-			e, _ := s.Details["emitted"].Value().(uint64)
-			k, _ := s.Details["dropped_kernel"].Value().(uint64)
-			return e, k
-		}
-	}
-	b.Fatal("no process sensor in Sensors")
-	return 0, 0
+	cnt := sensorCounters(b, c, "process")
+	return cnt["emitted"], cnt["dropped_kernel"]
 }

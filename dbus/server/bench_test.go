@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"sort"
@@ -31,7 +33,8 @@ func p50(d []time.Duration) time.Duration {
 // BenchmarkGetAllVsPing interleaves Properties.GetAll on our object with
 // Peer.Ping to the same daemon (goal: GetAll p50 ≤ 1.3× Ping p50).
 func BenchmarkGetAllVsPing(b *testing.B) {
-	_, _, c := startDaemon(b, benchArgs()...)
+	_, d, c := startDaemon(b, benchArgs()...)
+	defer d.Stop() // SIGTERM, so a --cpuprofile is written
 	obj := c.Conn().Object(api.BusName, api.ObjectPath)
 	const samples = 3000
 	for range b.N {
@@ -50,10 +53,36 @@ func BenchmarkGetAllVsPing(b *testing.B) {
 			getAll, ping = append(getAll, t1.Sub(t0)), append(ping, t2.Sub(t1))
 		}
 		g, p := p50(getAll), p50(ping)
+		b.ReportMetric(float64(getAllBodyBytes(b, obj)), "reply-body-bytes")
 		b.ReportMetric(float64(g.Microseconds()), "getall-p50-µs")
 		b.ReportMetric(float64(p.Microseconds()), "ping-p50-µs")
 		b.ReportMetric(float64(g)/float64(p), "getall/ping")
 	}
+}
+
+// getAllBodyBytes is the size of GetAll's reply body as marshalled on the
+// wire (re-encoded here from what arrived).
+func getAllBodyBytes(b *testing.B, obj dbus.BusObject) int {
+	call := obj.Call("org.freedesktop.DBus.Properties.GetAll", 0, api.Interface)
+	if call.Err != nil {
+		b.Fatal(call.Err)
+	}
+	msg := &dbus.Message{Type: dbus.TypeMethodReply, Body: call.Body, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldReplySerial: dbus.MakeVariant(uint32(1)), dbus.FieldSignature: dbus.MakeVariant(dbus.SignatureOf(call.Body...))}}
+	var buf bytes.Buffer
+	if err := msg.EncodeTo(&buf, binary.LittleEndian); err != nil {
+		b.Fatal(err)
+	}
+	if all, ok := call.Body[0].(map[string]dbus.Variant); ok && os.Getenv("NPLLM_BENCH_SIZES") != "" {
+		for k, v := range all {
+			m := &dbus.Message{Type: dbus.TypeMethodReply, Body: []any{v}, Headers: map[dbus.HeaderField]dbus.Variant{
+				dbus.FieldReplySerial: dbus.MakeVariant(uint32(1)), dbus.FieldSignature: dbus.MakeVariant(dbus.SignatureOf(v))}}
+			var pb bytes.Buffer
+			m.EncodeTo(&pb, binary.LittleEndian)
+			b.Logf("%s: %d bytes: %v", k, binary.LittleEndian.Uint32(pb.Bytes()[4:8]), v)
+		}
+	}
+	return int(binary.LittleEndian.Uint32(buf.Bytes()[4:8])) // the header's body length
 }
 
 // BenchmarkIdleDaemon lets npllmd idle for 20 s at the default 1 s refresh

@@ -83,9 +83,8 @@ func TestFailedPrivilegedCallsAreRateLimitedInTheLogAndCounted(t *testing.T) {
 		}
 	}
 	waitForRefresh()
-	row := sensorRow(t, c, "event-pipeline")
-	if n, _ := row.Details["audit_denials_not_logged"].Value().(uint64); n != 30 {
-		t.Errorf("audit_denials_not_logged = %v, want 30", row.Details["audit_denials_not_logged"])
+	if n := sensorCounters(t, c, "event-pipeline")["audit_denials_not_logged"]; n != 30 {
+		t.Errorf("audit_denials_not_logged = %v, want 30", n)
 	}
 }
 
@@ -238,7 +237,7 @@ func TestEightClientsHammeringGetEventsLeavePingAndGetAllFast(t *testing.T) {
 	for i := 0; len(kinds) < 32; i++ {
 		kinds = append(kinds, fmt.Sprintf("none.%d", i))
 	}
-	seqBefore := sensorRow(t, c, "event-pipeline").Details["journal_last_seq"].Value().(uint64)
+	seqBefore := sensorCounters(t, c, "event-pipeline")["journal_last_seq"]
 	probe := func(d time.Duration) (ping, getall []time.Duration) {
 		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 			t0 := time.Now()
@@ -320,7 +319,7 @@ func TestEightClientsHammeringGetEventsLeavePingAndGetAllFast(t *testing.T) {
 		}
 	}
 	waitForRefresh()
-	if after := sensorRow(t, c, "event-pipeline").Details["journal_last_seq"].Value().(uint64); after <= seqBefore {
+	if after := sensorCounters(t, c, "event-pipeline")["journal_last_seq"]; after <= seqBefore {
 		t.Errorf("no commits during the load: last seq %d → %d", seqBefore, after)
 	}
 }

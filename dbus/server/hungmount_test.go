@@ -177,17 +177,7 @@ func TestAHungFUSEMountLeavesNpllmdRefreshingAndTheDiskUnknown(t *testing.T) {
 	if changed < 10 {
 		t.Errorf("%d PropertiesChanged in 12 s with a hung mount, want the refresh loop's", changed)
 	}
-	st, err := c.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var unknown any = "no disks sensor"
-	for _, row := range st.Sensors {
-		if row.Name == "disks" {
-			unknown = row.Details["mounts_unknown"].Value()
-		}
-	}
-	if unknown != uint64(1) {
+	if unknown, ok := sensorCounters(t, c, "disks")["mounts_unknown"]; !ok || unknown != 1 {
 		t.Errorf("disks sensor's mounts_unknown = %v, want 1", unknown)
 	}
 	if !active() {

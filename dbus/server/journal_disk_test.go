@@ -69,9 +69,8 @@ func TestFullStateDiskStillRaisesAlertsSaysWhyAndResumes(t *testing.T) {
 	var reason string
 	var dropped uint64
 	for deadline := time.Now().Add(50 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
-		row := sensorRow(t, c, "event-pipeline")
-		reason, _ = row.Details["reason"].Value().(string)
-		dropped, _ = row.Details["journal_dropped_disk"].Value().(uint64)
+		reason, _ = sensorRow(t, c, "event-pipeline").Details["reason"].Value().(string)
+		dropped = sensorCounters(t, c, "event-pipeline")["journal_dropped_disk"]
 		if dropped > 0 {
 			break
 		}
@@ -176,8 +175,7 @@ func TestDamagedJournalIsMovedAsideAndNpllmdStartsWithTheGoodPart(t *testing.T) 
 	if len(moved) != 2 {
 		t.Errorf("moved aside: %v (want the segment and the seq floor)", moved)
 	}
-	row := sensorRow(t, c, "event-pipeline")
-	if n, _ := row.Details["journal_moved_aside"].Value().(uint64); n != 2 {
-		t.Errorf("journal_moved_aside %v", row.Details["journal_moved_aside"])
+	if n := sensorCounters(t, c, "event-pipeline")["journal_moved_aside"]; n != 2 {
+		t.Errorf("journal_moved_aside %v", n)
 	}
 }

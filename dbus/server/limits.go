@@ -40,12 +40,13 @@ const (
 // expensive lists the methods whose cost grows with the machine (processes,
 // journal size, kernel maps) rather than with their arguments.
 var expensive = map[string]bool{
-	"GetProcesses":    true,
-	"GetProcess":      true,
-	"GetEvents":       true,
-	"GetSyscallStats": true,
-	"GetHistogram":    true,
-	"GetCounters":     true, // the first call after a start reads this boot's journal
+	"GetProcesses":     true,
+	"GetProcess":       true,
+	"GetEvents":        true,
+	"GetSyscallStats":  true,
+	"GetHistogram":     true,
+	"GetCounters":      true, // the first call after a start reads this boot's journal
+	"GetSensorDetails": true, // reads every eBPF sensor's per-CPU maps
 }
 
 // checkSizes walks a call's arguments and refuses one that is larger than

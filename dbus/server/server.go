@@ -225,13 +225,16 @@ func (s *Server) refresh() {
 	}
 }
 
+// sensorRows is the Sensors property: only what changes rarely, so a
+// refresh re-emits it only when a variant or state changes (counters and
+// descriptions are served by GetSensorDetails).
 func (s *Server) sensorRows() []api.SensorStatus {
 	if s.cfg.Sensors == nil {
 		return []api.SensorStatus{}
 	}
 	var rows []api.SensorStatus
 	for _, st := range s.cfg.Sensors.Status() {
-		d := map[string]dbus.Variant{"description": dbus.MakeVariant(st.Description)}
+		d := map[string]dbus.Variant{}
 		if len(st.Skipped) > 0 {
 			d["skipped"] = dbus.MakeVariant(st.Skipped)
 		}
@@ -241,27 +244,16 @@ func (s *Server) sensorRows() []api.SensorStatus {
 		if st.Fix != "" {
 			d["fix"] = dbus.MakeVariant(st.Fix)
 		}
-		for k, v := range st.Counters {
-			d[k] = dbus.MakeVariant(v)
-		}
 		rows = append(rows, api.SensorStatus{Name: st.Name, Variant: st.Variant, State: st.State, Details: d})
 	}
 	if s.cfg.Hub != nil {
-		d := map[string]dbus.Variant{"description": dbus.MakeVariant("event queue between sensors and the journal; drops are counted, never silent")}
-		for k, v := range s.cfg.Hub.Counters() {
-			d[k] = dbus.MakeVariant(v)
-		}
-		d["audit_denials_not_logged"] = dbus.MakeVariant(s.audits.deniedNotLogged.Load())
+		d := map[string]dbus.Variant{}
 		if s.cfg.Journal != nil {
-			d["journal_last_seq"] = dbus.MakeVariant(s.cfg.Journal.LastSeq())
-			for k, v := range s.cfg.Journal.Counters() {
-				d[k] = dbus.MakeVariant(v)
-			}
 			if ok, reason := s.cfg.Journal.Health(); !ok {
 				d["reason"] = dbus.MakeVariant(reason)
 			}
 		}
-		rows = append(rows, api.SensorStatus{Name: "event-pipeline", Variant: "hub", State: sensors.StateRunning, Details: d})
+		rows = append(rows, api.SensorStatus{Name: pipelineName, Variant: "hub", State: sensors.StateRunning, Details: d})
 	}
 	return rows
 }
