@@ -142,4 +142,5 @@ func BenchmarkSoak(b *testing.B) {
 			secs, float64(n)/el, cpu, kib, float64(written)/float64(journal), float64(journal)/1024/el,
 			anon0, procStatusKiB(b, pid, "RssAnon"), procStatusKiB(b, pid, "RssFile"))
 	}
+	d.Stop() // SIGTERM, so a --cpuprofile is written
 }
