@@ -11,26 +11,13 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/npllm/npllm/bpf"
+	"github.com/npllm/npllm/dbus/testbus"
 )
-
-// requireRoot skips without root, except under NPLLM_REQUIRE_PRIVILEGED=1
-// (CI), where a skip would hide a missing test. (testbus.Privileged cannot
-// be used here: testbus imports this package.)
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
-		t.Fatal("this test needs root, and NPLLM_REQUIRE_PRIVILEGED=1 forbids skipping it")
-	}
-	t.Skip("needs root to load eBPF programs")
-}
 
 // Every eBPF sensor loads and attaches both of its eBPF variants on this
 // kernel (the ladder's later rungs are tested where they are forced).
 func TestEveryBPFVariantLoadsAndAttaches(t *testing.T) {
-	requireRoot(t)
+	testbus.Privileged(t)
 	env := &Env{ProcRoot: "/proc", Log: discardLog(), Hub: NewHub(16)}
 	env.Hub.SetSink(func(Event) bool { return true })
 	n := 0
@@ -122,7 +109,7 @@ func runRaw(t *testing.T, prog *ebpf.Program, args ...uint64) {
 // The syscall program, run with fake tracepoint arguments in this thread:
 // a failing and a succeeding call are counted, the failure under its errno.
 func TestSyscallProgramCountsCallsAndErrnos(t *testing.T) {
-	requireRoot(t)
+	testbus.Privileged(t)
 	spec, err := bpf.LoadSyscalls()
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +142,7 @@ func TestSyscallProgramCountsCallsAndErrnos(t *testing.T) {
 // The signal program keeps only the fatal signals, and reads the
 // SEND_SIG_NOINFO pseudo-pointer as a kill from user space.
 func TestSignalProgramFiltersInTheKernel(t *testing.T) {
-	requireRoot(t)
+	testbus.Privileged(t)
 	spec, err := bpf.LoadSignal()
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/npllm/npllm/bpf"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 func TestTaskRowLayoutMatchesTheCompiledStruct(t *testing.T) {
@@ -30,7 +31,7 @@ func TestTaskRowLayoutMatchesTheCompiledStruct(t *testing.T) {
 // The iterator's rows say what /proc says about the same processes: a
 // sleeping child, this (multi-threaded) test process and kthreadd.
 func TestTaskIteratorAgreesWithProc(t *testing.T) {
-	requireRoot(t)
+	testbus.Privileged(t)
 	it, err := openTaskIter()
 	if err != nil {
 		t.Fatalf("task iterator on this kernel: %v", err)
@@ -97,7 +98,7 @@ func TestTaskIteratorAgreesWithProc(t *testing.T) {
 
 // The busy-loop test of the process table, on the iterator.
 func TestProcessTableOnTheIteratorFindsABusyLoop(t *testing.T) {
-	requireRoot(t)
+	testbus.Privileged(t)
 	table, err := startProcessesIter(context.TODO(), &Env{ProcRoot: "/proc"})
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +167,7 @@ func TestTopProcessesSelectsWhatASortWould(t *testing.T) {
 
 // Ranked on the iterator: one snapshot, both rankings, uids and names set.
 func TestRankedOnTheIteratorFindsABusyLoopAndTheLargest(t *testing.T) {
-	requireRoot(t)
+	testbus.Privileged(t)
 	run, err := startProcessesIter(context.TODO(), &Env{ProcRoot: "/proc"})
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +200,7 @@ func TestRankedOnTheIteratorFindsABusyLoopAndTheLargest(t *testing.T) {
 // In a pid namespace the iterator's pids (the kernel's) would not match
 // /proc: the bpf_iter variant refuses, so the ladder falls back to procfs.
 func TestTaskIteratorRefusesAPidNamespace(t *testing.T) {
-	requireRoot(t)
+	testbus.Privileged(t)
 	if os.Getenv("NPLLM_TEST_IN_PIDNS") == "1" {
 		_, err := startProcessesIter(context.TODO(), &Env{ProcRoot: "/proc"})
 		var u *Unavailable

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // failingKnob is a test-only family whose writes fail, standing in for a
@@ -33,7 +35,7 @@ func init() {
 }
 
 func TestApplyFailingHalfwayIsUndoneBeforeStartReturns(t *testing.T) {
-	needRoot(t)
+	testbus.Privileged(t)
 	orig, other := keepSwappiness(t)
 	e, ev := newEngine(t, t.TempDir(), nil)
 	_, err := e.Start(bg, []Change{{Knob: "vm.swappiness", Value: other}, {Knob: "test.fails", Value: "b"}},

@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // BenchmarkTrial measures, over interleaved rounds on vm.swappiness:
@@ -14,7 +16,7 @@ import (
 // the daemon's boundary) to the tuning.regressed report, which comes after
 // the knob is restored and the state and history are on disk.
 func BenchmarkTrial(b *testing.B) {
-	needRoot(b)
+	testbus.Privileged(b)
 	orig, other := keepSwappiness(b)
 	const rounds = 40
 	var start, bare, revert []time.Duration
@@ -63,7 +65,7 @@ func BenchmarkTrial(b *testing.B) {
 // three metrics at the default 500 ms period (the daemon's metric source,
 // faked here, adds its own cost), against the same wall time idle.
 func BenchmarkCanaryCPU(b *testing.B) {
-	needRoot(b)
+	testbus.Privileged(b)
 	_, other := keepSwappiness(b)
 	cpu := func() time.Duration {
 		var ru syscall.Rusage

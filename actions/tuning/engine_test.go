@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 var bg = context.Background()
@@ -15,7 +17,7 @@ var bg = context.Background()
 func swapChange(v string) []Change { return []Change{{Knob: "vm.swappiness", Value: v}} }
 
 func TestSwappinessTrialConfirmedIsKept(t *testing.T) {
-	needRoot(t)
+	testbus.Privileged(t)
 	orig, other := keepSwappiness(t)
 	e, ev := newEngine(t, t.TempDir(), nil)
 	id, err := e.Start(bg, swapChange(other), Options{Canary: 200 * time.Millisecond, Lease: 600 * time.Millisecond,
@@ -56,7 +58,7 @@ func TestSwappinessTrialConfirmedIsKept(t *testing.T) {
 }
 
 func TestUnconfirmedTrialRevertedWhenLeaseEnds(t *testing.T) {
-	needRoot(t)
+	testbus.Privileged(t)
 	orig, other := keepSwappiness(t)
 	e, ev := newEngine(t, t.TempDir(), nil)
 	id, err := e.Start(bg, swapChange(other), Options{Canary: 100 * time.Millisecond, Lease: 400 * time.Millisecond,
@@ -83,7 +85,7 @@ func TestUnconfirmedTrialRevertedWhenLeaseEnds(t *testing.T) {
 }
 
 func TestInvalidChangesAreRefusedAndChangeNothing(t *testing.T) {
-	needRoot(t)
+	testbus.Privileged(t)
 	orig, other := keepSwappiness(t)
 	e, ev := newEngine(t, t.TempDir(), nil)
 	loopSched := readKnob(t, "/sys/block/loop0/queue/scheduler")
@@ -132,7 +134,7 @@ func TestInvalidChangesAreRefusedAndChangeNothing(t *testing.T) {
 }
 
 func TestOneTrialPerKnob(t *testing.T) {
-	needRoot(t)
+	testbus.Privileged(t)
 	orig, other := keepSwappiness(t)
 	e, _ := newEngine(t, t.TempDir(), nil)
 	id, err := e.Start(bg, swapChange(other), Options{Canary: time.Second, Lease: 5 * time.Second})
@@ -151,7 +153,7 @@ func TestOneTrialPerKnob(t *testing.T) {
 }
 
 func TestForeignChangeEndsTrialAndStays(t *testing.T) {
-	needRoot(t)
+	testbus.Privileged(t)
 	orig, other := keepSwappiness(t)
 	e, ev := newEngine(t, t.TempDir(), nil)
 	ra := "/sys/block/loop0/queue/read_ahead_kb"
@@ -185,7 +187,7 @@ func TestForeignChangeEndsTrialAndStays(t *testing.T) {
 }
 
 func TestRecoverAtStartRevertsTrialOfCrashedEngine(t *testing.T) {
-	needRoot(t)
+	testbus.Privileged(t)
 	orig, other := keepSwappiness(t)
 	dir := t.TempDir()
 	crashed := startCrashingChild(t, dir, other)
@@ -224,7 +226,7 @@ func TestRecoverAtStartRevertsTrialOfCrashedEngine(t *testing.T) {
 }
 
 func TestCanaryRegressionRevertsWithinOneSecond(t *testing.T) {
-	needRoot(t)
+	testbus.Privileged(t)
 	orig, other := keepSwappiness(t)
 	m := &fakeMetrics{}
 	e, ev := newEngine(t, t.TempDir(), m)
@@ -326,7 +328,7 @@ func (l *learnedMetrics) Baseline(_ context.Context, w Watch) (float64, bool) {
 }
 
 func TestCanaryComparesWithTheLearnedBaseline(t *testing.T) {
-	needRoot(t)
+	testbus.Privileged(t)
 	orig, other := keepSwappiness(t)
 	e, ev := newEngine(t, t.TempDir(), &learnedMetrics{})
 	if _, err := e.Start(bg, swapChange(other), Options{Canary: 5 * time.Second, Lease: 10 * time.Second,

@@ -11,19 +11,6 @@ import (
 	"time"
 )
 
-// needRoot skips a test that writes real kernel knobs, or fails it under
-// NPLLM_REQUIRE_PRIVILEGED=1.
-func needRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
-		t.Fatal("needs root (NPLLM_REQUIRE_PRIVILEGED=1)")
-	}
-	t.Skip("needs root")
-}
-
 const swappiness = "/proc/sys/vm/swappiness"
 
 var quiet = slog.New(slog.DiscardHandler)

@@ -7,10 +7,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 func TestPersistedTrialSurvivesRestartAndRevertRemovesItsFile(t *testing.T) {
-	needRoot(t)
+	testbus.Privileged(t)
 	orig, other := keepSwappiness(t)
 	env := DefaultEnv()
 	env.Etc = t.TempDir() // not the machine's /etc

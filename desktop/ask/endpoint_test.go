@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // closedPort is a loopback port nobody listens on.
@@ -198,12 +200,7 @@ func TestAPIKeyFileMustBePrivate(t *testing.T) {
 }
 
 func TestAPIKeyFileOfAnotherUserIsRefused(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
-			t.Fatal("needs root to give a file to another user (NPLLM_REQUIRE_PRIVILEGED=1)")
-		}
-		t.Skip("needs root to give a file to another user")
-	}
+	testbus.Privileged(t) // to give a file to another user
 	p := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(p, []byte("tok"), 0o600); err != nil {
 		t.Fatal(err)

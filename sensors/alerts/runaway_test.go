@@ -2,13 +2,13 @@ package alerts
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/testbus"
 	"github.com/npllm/npllm/sensors"
 )
 
@@ -16,12 +16,7 @@ import (
 // task iterator and the procfs walk): a busy loop kept up past
 // cpu_runaway_after raises an alert naming it, and its end clears it.
 func TestCPURunawayOnTheRealProcessTable(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
-			t.Fatal("needs root (eBPF task iterator), and NPLLM_REQUIRE_PRIVILEGED=1 forbids skipping")
-		}
-		t.Skip("needs root")
-	}
+	testbus.Privileged(t) // the eBPF task iterator
 	var reg sensors.Registration
 	for _, r := range sensors.Registered() {
 		if r.Name == "processes" {

@@ -19,19 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/npllm/npllm/dbus/api"
+	"github.com/npllm/npllm/dbus/testbus"
 	"github.com/npllm/npllm/sensors"
 )
-
-// requireRoot skips without root, or fails when NPLLM_REQUIRE_PRIVILEGED=1.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("NPLLM_REQUIRE_PRIVILEGED") == "1" {
-			t.Fatal("needs root (NPLLM_REQUIRE_PRIVILEGED=1)")
-		}
-		t.Skip("needs root to mount a tmpfs")
-	}
-}
 
 // The child side of the kill -9 test: append as fast as possible, and
 // after each commit read the journal back and print the last seq read.
@@ -188,7 +178,7 @@ func TestUrgentEventIsDeliveredAndFsyncedAtOnce(t *testing.T) {
 // events are dropped and counted after RetryFor, Health says why; once
 // space is freed writes resume and no seq is reused.
 func TestFullDiskRetriesCountsDropsDegradesHealthAndResumes(t *testing.T) {
-	requireRoot(t)
+	testbus.Privileged(t)
 	mnt := t.TempDir()
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
 		t.Fatalf("mount tmpfs: %v", err)
