@@ -47,6 +47,8 @@ var expensive = map[string]bool{
 	"GetHistogram":     true,
 	"GetCounters":      true, // the first call after a start reads this boot's journal
 	"GetSensorDetails": true, // reads every eBPF sensor's per-CPU maps
+	"GetTunables":      true, // walks /sys/block and cpufreq, asks systemd and other services
+	"GetUnit":          true, // a round trip to systemd
 }
 
 // checkSizes walks a call's arguments and refuses one that is larger than
