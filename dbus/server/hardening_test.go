@@ -333,3 +333,50 @@ func loadAverage(t *testing.T) float64 {
 	f, _ := strconv.ParseFloat(strings.Fields(string(data))[0], 64)
 	return f
 }
+
+// GetProcess shows a program's learned baseline to the same callers as
+// GetBaseline: the process's owner and root, not another user.
+func TestAnotherUsersBaselineIsNotShownByGetProcess(t *testing.T) {
+	b, _, c := startDaemon(t)
+	alice, _ := users(t)
+	ctx := context.Background()
+	// A copy of sleep under a name of this test's own: its comm is the name.
+	name := fmt.Sprintf("blpriv%d", os.Getpid()%1000000)
+	prog := filepath.Join(t.TempDir(), name)
+	data, err := os.ReadFile("/bin/sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(prog, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // finished runs teach root's baseline
+		if err := exec.Command(prog, "0").Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sleeper := exec.Command(prog, "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	pid := sleeper.Process.Pid
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		p, err := c.GetProcess(ctx, uint32(pid))
+		if err == nil && p.Baseline != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("root never saw the baseline of its own %s: %v %+v", name, err, p)
+		}
+	}
+	res := asUser(t, b, alice, "process-wire", pid)
+	if res.Error != "" {
+		t.Fatalf("alice's GetProcess(%d): %s %s", pid, res.Error, res.Message)
+	}
+	var keys []string
+	json.Unmarshal(res.Value, &keys)
+	if slices.Contains(keys, "baseline") {
+		t.Errorf("alice sees the baseline of root's %s: %v", name, keys)
+	}
+}

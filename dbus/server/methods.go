@@ -99,8 +99,9 @@ func (a *assistant) GetProcess(msg dbus.Message, pid uint32) (info map[string]db
 		return nil, ToDBus(err)
 	}
 	var baseline *api.Baseline
-	if a.s.cfg.Baselines != nil {
-		// The learned normal next to the current values.
+	if a.s.cfg.Baselines != nil && (callerUID == 0 || callerUID == p.UID) {
+		// The learned normal next to the current values, for the same
+		// callers GetBaseline answers: the owner and root.
 		if bl, ok := a.s.cfg.Baselines.Get(p.UID, p.Comm); ok {
 			b := baselineOf(bl)
 			baseline = &b
