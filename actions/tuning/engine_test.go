@@ -272,7 +272,7 @@ func TestDamagedStateIsMovedAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if _, err := e.RecoverAtStart(bg); err == nil || !strings.Contains(err.Error(), "moved to") {
+	if _, err := e.RecoverAtStart(bg); err == nil || !strings.Contains(err.Error(), "moved to") || !errors.Is(err, ErrDamagedState) {
 		t.Fatalf("RecoverAtStart on a damaged file: %v", err)
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, stateFile+".damaged-*")); len(m) != 1 {

@@ -30,6 +30,7 @@ var (
 	ErrTrialState      = errors.New("trial is not in a state that allows this")
 	ErrNotRecovered    = errors.New("RecoverAtStart has not run")
 	ErrBusy            = errors.New("state directory in use by another engine")
+	ErrDamagedState    = errors.New("damaged state file moved aside")
 )
 
 func invalid(format string, args ...any) error {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -87,8 +86,8 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 }
 
 // readJSON loads path into v. A file that does not parse is moved aside
-// (path.damaged-UNIXNANO) and reported, never fatal; a missing file is
-// empty.
+// (path.damaged-<UTC time>, as the daemon's other state) and reported as
+// ErrDamagedState, never fatal; a missing file is empty.
 func readJSON(path string, v any, versionOK func() bool) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -105,11 +104,11 @@ func readJSON(path string, v any, versionOK func() bool) error {
 	if err != nil {
 		reason = err.Error()
 	}
-	aside := path + ".damaged-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	aside := path + ".damaged-" + time.Now().UTC().Format("20060102T150405.000Z")
 	if rerr := os.Rename(path, aside); rerr != nil {
 		return fmt.Errorf("%s is damaged (%s) and cannot be moved aside: %w", path, reason, rerr)
 	}
-	return fmt.Errorf("%s was damaged (%s); moved to %s", path, reason, aside)
+	return fmt.Errorf("%w: %s was damaged (%s); moved to %s", ErrDamagedState, path, reason, aside)
 }
 
 func (e *Engine) saveStateLocked() error {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"github.com/npllm/npllm/sensors/canary"
 	"github.com/npllm/npllm/sensors/journal"
 	"github.com/npllm/npllm/systemd"
+	"github.com/npllm/npllm/systemd/msgid"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -229,7 +231,10 @@ func openTuning(ctx context.Context, log *slog.Logger, dir string, hub *sensors.
 		return nil
 	}
 	reverted, err := eng.RecoverAtStart(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, tuning.ErrDamagedState):
+		log.Error("recover tuning trials", msgid.Attr(msgid.StateMovedAside), "err", err)
+	case err != nil:
 		log.Error("recover tuning trials", "err", err)
 	}
 	for _, t := range reverted {
