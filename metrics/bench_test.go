@@ -16,23 +16,13 @@ import (
 	"github.com/npllm/npllm/dbus/testbus"
 )
 
-// cpuNS is a process's CPU time: the sum of its threads' schedstat run
-// times (ns, finer than the 10 ms ticks of /proc/PID/stat).
+// cpuNS is a process's CPU time in ns (testbus.ProcCPU).
 func cpuNS(b testing.TB, pid int) float64 {
-	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/schedstat")
-	var sum float64
-	for _, p := range tasks {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue // a thread that just ended
-		}
-		v, _ := strconv.ParseFloat(strings.Fields(string(data))[0], 64)
-		sum += v
-	}
-	if sum == 0 {
+	ns := testbus.ProcCPU(pid)
+	if ns == 0 {
 		b.Fatalf("no CPU time for pid %d", pid)
 	}
-	return sum
+	return float64(ns)
 }
 
 func pctl(d []time.Duration, q float64) time.Duration {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // What every eBPF sensor shares: loading one object with only the programs
@@ -117,71 +119,150 @@ func (o *bpfObject) Close() {
 	o.coll.Close()
 }
 
-// The reader of a ring whose programs submit with BPF_RB_NO_WAKEUP looks for
-// events every readerPoll while events flow, backing off to readerIdlePoll
-// when the ring stays empty, so an idle daemon's three polled rings wake 3
-// times a second instead of 150 (BenchmarkIdleDaemon: 0.6 % of a core at a
-// 200 ms back-off). The first event after a quiet spell waits at most that
-// long for the journal — events keep their kernel time stamps — and a
-// burst (64 KiB pending) wakes the reader at once, as does an urgent event
-// (a crash's exit). Rings of rare, urgent events (OOM kills) wake their
-// reader at once and it just blocks. 60 ms rather than 20: every wake-up of
-// an otherwise idle daemon costs scheduler and Go runtime (sysmon) work
-// that dwarfs decoding a few events; three alternating pairs of 3,000-exec
-// storms cost the daemon 13–20 ticks at 60 ms against 26–51 at 20 ms.
+// Rings whose programs submit with BPF_RB_NO_WAKEUP are polled: one
+// goroutine per hub drains all of them together on a 60 ms grid while
+// events flow, backing off to readerIdlePoll when they stay empty, then
+// ends the batch (the journal writes it in the same wake-up). The first
+// event after a quiet spell waits at most that long for the journal —
+// events keep their kernel time stamps — and a forced wake-up (64 KiB
+// pending, or a crash's exit) drains them at once. Rings of rare, urgent
+// events (OOM kills) wake their own reader at once. 60 ms rather than 20:
+// every wake-up of an otherwise idle daemon costs scheduler and Go runtime
+// work that dwarfs decoding a few events (three alternating pairs of
+// 3,000-exec storms cost the daemon 13–20 ticks at 60 ms, 26–51 at 20 ms).
+//
+// Every wait is Go's netpoller (the ring's fd) or a timer, never a
+// blocking epoll_wait: a goroutine blocked in a syscall for more than
+// 10 ms makes the runtime's sysmon retake its P and poll every 20 µs,
+// which was half of npllmd's CPU in the soak (BENCHMARKS.md).
 const (
 	readerPoll     = 60 * time.Millisecond
-	readerIdlePoll = time.Second
+	readerIdlePoll = 960 * time.Millisecond // 16 × readerPoll: on the grid
 )
 
 // ringReader is the one reader of a ring: it decodes into a reused record
 // and hands events to the hub, which never blocks it.
 type ringReader struct {
 	reader *ringbuf.Reader
+	ready  *os.File // a dup of the ring's fd, in Go's netpoller
 	decode func([]byte) (Event, error)
 	hub    *Hub
 	urgent bool
 	wg     sync.WaitGroup
+	closed atomic.Bool // Close began: a failed wait ends the reader
 
 	decoded      atomic.Uint64
 	decodeErrors atomic.Uint64
 }
 
 func startRing(m *ebpf.Map, hub *Hub, urgent bool, decode func([]byte) (Event, error)) (*ringReader, error) {
-	rd, err := ringbuf.NewReader(m)
+	ready, err := pollableFD(m.FD())
 	if err != nil {
 		return nil, fmt.Errorf("ring reader: %w", err)
 	}
-	r := &ringReader{reader: rd, decode: decode, hub: hub, urgent: urgent}
+	rd, err := ringbuf.NewReader(m)
+	if err != nil {
+		ready.Close()
+		return nil, fmt.Errorf("ring reader: %w", err)
+	}
+	// Reads never wait in the kernel: the deadline is always past.
+	rd.SetDeadline(time.Unix(1, 0))
+	r := &ringReader{reader: rd, ready: ready, decode: decode, hub: hub, urgent: urgent}
 	r.wg.Add(1)
-	go r.run()
+	if urgent {
+		go r.runUrgent()
+	} else {
+		hub.rings.add(r)
+		go r.forwardWakeups()
+	}
 	return r, nil
 }
 
-func (r *ringReader) run() {
-	defer r.wg.Done()
-	var rec ringbuf.Record
-	poll, got := readerPoll, false
-	if !r.urgent {
-		r.reader.SetDeadline(time.Now().Add(poll))
+// pollableFD registers a duplicate of a ring's fd with Go's netpoller
+// (edge-triggered: it fires when the kernel wakes the ring's waiters).
+func pollableFD(fd int) (*os.File, error) {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dup: %w", err)
 	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return nil, fmt.Errorf("nonblock: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "ringbuf")
+	if err := f.SetReadDeadline(time.Time{}); err != nil { // not in the netpoller
+		f.Close()
+		return nil, fmt.Errorf("poll: %w", err)
+	}
+	return f, nil
+}
+
+// waitWakeup returns after the kernel's next wake-up of the ring's waiters,
+// or at once when ready says so. The netpoller forgets a wake-up that came
+// before the wait started, which ready covers where it matters.
+func (r *ringReader) waitWakeup(ready func() bool) error {
+	rc, err := r.ready.SyscallConn()
+	if err != nil {
+		return err
+	}
+	first := true
+	return rc.Read(func(uintptr) bool {
+		if first {
+			first = false
+			return ready()
+		}
+		return true
+	})
+}
+
+// runUrgent reads an urgent ring: every submit wakes it.
+func (r *ringReader) runUrgent() {
+	defer r.wg.Done()
+	for {
+		err := r.waitWakeup(func() bool { return r.reader.AvailableBytes() > 0 })
+		if err != nil && r.closed.Load() {
+			return
+		}
+		if err != nil {
+			time.Sleep(readerPoll) // never spin, never stop reading
+		}
+		if r.drain() > 0 {
+			r.hub.EndBatch()
+		}
+	}
+}
+
+// forwardWakeups hands a polled ring's forced wake-ups to the hub's poller.
+func (r *ringReader) forwardWakeups() {
+	defer r.wg.Done()
+	for {
+		err := r.waitWakeup(func() bool { return false })
+		if err != nil && r.closed.Load() {
+			return
+		}
+		if err != nil {
+			time.Sleep(readerPoll)
+			continue
+		}
+		r.hub.rings.kickNow()
+	}
+}
+
+// drain reads what the ring holds now, without waiting.
+func (r *ringReader) drain() int {
+	if r.reader.AvailableBytes() == 0 {
+		return 0
+	}
+	var rec ringbuf.Record
+	n := 0
 	for {
 		err := r.reader.ReadInto(&rec)
 		switch {
-		case errors.Is(err, ringbuf.ErrClosed):
-			return
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if got {
-				poll = readerPoll
-			} else {
-				poll = min(2*poll, readerIdlePoll)
-			}
-			got = false
-			r.reader.SetDeadline(time.Now().Add(poll))
-			continue
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrClosed):
+			return n
 		case err != nil:
 			r.decodeErrors.Add(1)
-			continue
+			return n
 		}
 		ev, err := r.decode(rec.RawSample)
 		if err != nil {
@@ -189,14 +270,86 @@ func (r *ringReader) run() {
 			continue
 		}
 		r.decoded.Add(1)
-		got = true
+		n++
 		r.hub.Publish(ev)
 	}
 }
 
 func (r *ringReader) Close() {
-	r.reader.Close()
+	r.closed.Store(true)
+	if !r.urgent {
+		r.hub.rings.remove(r)
+	}
+	r.ready.Close()
 	r.wg.Wait()
+	r.reader.Close()
+}
+
+// ringPoller drains a hub's polled rings together; its goroutine runs
+// while there is a ring to poll.
+type ringPoller struct {
+	mu      sync.Mutex
+	rings   []*ringReader
+	running bool
+	kick    chan struct{}
+}
+
+func (p *ringPoller) add(r *ringReader) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rings = append(p.rings, r)
+	if p.kick == nil {
+		p.kick = make(chan struct{}, 1)
+	}
+	if !p.running {
+		p.running = true
+		go p.run(r.hub, p.kick)
+	}
+}
+
+func (p *ringPoller) remove(r *ringReader) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rings = slices.DeleteFunc(p.rings, func(x *ringReader) bool { return x == r })
+}
+
+func (p *ringPoller) kickNow() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (p *ringPoller) run(hub *Hub, kick chan struct{}) {
+	poll := readerPoll
+	timer := time.NewTimer(time.Until(time.Now().Truncate(readerPoll).Add(poll)))
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+		case <-kick:
+			timer.Stop()
+		}
+		p.mu.Lock()
+		rings := slices.Clone(p.rings)
+		if len(rings) == 0 {
+			p.running = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		got := 0
+		for _, r := range rings {
+			got += r.drain()
+		}
+		if got > 0 {
+			hub.EndBatch()
+			poll = readerPoll
+		} else {
+			poll = min(2*poll, readerIdlePoll)
+		}
+		timer.Reset(time.Until(time.Now().Truncate(readerPoll).Add(poll)))
+	}
 }
 
 // ringSensor is an event sensor: one object, one ring.

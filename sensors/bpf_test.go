@@ -19,7 +19,7 @@ import (
 func TestEveryBPFVariantLoadsAndAttaches(t *testing.T) {
 	testbus.Privileged(t)
 	env := &Env{ProcRoot: "/proc", Log: discardLog(), Hub: NewHub(16)}
-	env.Hub.SetSink(func(Event) bool { return true })
+	env.Hub.SetSink(func(Event) bool { return true }, nil)
 	n := 0
 	for _, reg := range Registered() {
 		for _, v := range reg.Variants {

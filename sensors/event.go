@@ -20,11 +20,14 @@ type Event = api.Event
 type Hub struct {
 	capacity  int
 	sink      func(Event) bool
+	endBatch  func()
 	published atomic.Uint64
 	dropped   atomic.Uint64
 
 	mu   sync.Mutex
 	subs map[*Subscription]struct{}
+
+	rings ringPoller // the polled rings of this hub's sensors, drained together
 }
 
 // NewHub makes a hub; capacity is reported with the counters (the sink
@@ -33,8 +36,18 @@ func NewHub(capacity int) *Hub {
 	return &Hub{capacity: capacity, subs: map[*Subscription]struct{}{}}
 }
 
-// SetSink sets where events go; call it before any sensor starts.
-func (h *Hub) SetSink(sink func(Event) bool) { h.sink = sink }
+// SetSink sets where events go and what ends a batch of them (the rings
+// were drained); call it before any sensor starts. endBatch may be nil.
+func (h *Hub) SetSink(sink func(Event) bool, endBatch func()) {
+	h.sink, h.endBatch = sink, endBatch
+}
+
+// EndBatch says the events published since the last call belong together.
+func (h *Hub) EndBatch() {
+	if h.endBatch != nil {
+		h.endBatch()
+	}
+}
 
 // Publish hands an event to the sink; it never blocks.
 func (h *Hub) Publish(ev Event) {

@@ -11,7 +11,7 @@ func TestHubCountsRefusedEventsAndSlowSubscribersLoseTheOldest(t *testing.T) {
 		}
 		kept = append(kept, ev)
 		return true
-	})
+	}, nil)
 	for i := 0; i < 5; i++ {
 		h.Publish(Event{PID: uint32(i)})
 	}

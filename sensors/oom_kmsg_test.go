@@ -23,7 +23,7 @@ func readKmsgFixture(t *testing.T, name string) []Event {
 	defer f.Close()
 	var evs []Event
 	hub := NewHub(16)
-	hub.SetSink(func(ev Event) bool { evs = append(evs, ev); return true })
+	hub.SetSink(func(ev Event) bool { evs = append(evs, ev); return true }, nil)
 	s := &oomKmsg{hub: hub}
 	s.readFrom(f)
 	if got := s.Counters()["decoded"]; got != uint64(len(evs)) {
@@ -97,7 +97,7 @@ func TestKmsgVictimsAreBounded(t *testing.T) {
 	b.WriteString("3,2,2,-;Killed process 192 (a) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:0kB oom_score_adj:0\n")
 	var evs []Event
 	hub := NewHub(1)
-	hub.SetSink(func(ev Event) bool { evs = append(evs, ev); return true })
+	hub.SetSink(func(ev Event) bool { evs = append(evs, ev); return true }, nil)
 	(&oomKmsg{hub: hub}).readFrom(strings.NewReader(b.String()))
 	// 192 lines, cleared every 64: the last victim's line is still known.
 	if len(evs) != 1 || evs[0].OOM == nil || evs[0].OOM.Cgroup != "/x" {

@@ -80,7 +80,7 @@ func TestUnitsSensorTrustsOnlySystemd(t *testing.T) {
 		default:
 			return false
 		}
-	})
+	}, nil)
 	conn, err := b.Connect()
 	if err != nil {
 		t.Fatal(err)

@@ -143,7 +143,7 @@ func run(log *slog.Logger, o options) error {
 	if err != nil {
 		return err
 	}
-	hub.SetSink(jrnl.Append)
+	hub.SetSink(jrnl.Append, jrnl.Kick)
 	defer func() {
 		if err := jrnl.Close(); err != nil {
 			log.Error("close journal", "err", err)

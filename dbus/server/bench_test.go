@@ -93,10 +93,10 @@ func BenchmarkIdleDaemon(b *testing.B) {
 	const idle = 20 * time.Second
 	for range b.N {
 		time.Sleep(2 * time.Second) // past start-up
-		cpu0 := cpuTicks(b, pid)
+		cpu0 := testbus.ProcCPU(pid)
 		time.Sleep(idle)
-		cpu1 := cpuTicks(b, pid)
-		b.ReportMetric(100*float64(cpu1-cpu0)/100/idle.Seconds(), "cpu-%-of-core")
+		cpu1 := testbus.ProcCPU(pid)
+		b.ReportMetric(100*float64(cpu1-cpu0)/float64(idle), "cpu-%-of-core")
 		b.ReportMetric(float64(testbus.ProcRSSKiB(pid))/1024, "rss-MiB")
 	}
 }

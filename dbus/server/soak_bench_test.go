@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/npllm/npllm/dbus/client"
+	"github.com/npllm/npllm/dbus/testbus"
 )
 
 // procIO reads a field of /proc/PID/io (bytes the process caused to be
@@ -94,7 +95,7 @@ func BenchmarkSoak(b *testing.B) {
 	}()
 	for range b.N {
 		time.Sleep(2 * time.Second) // past start-up
-		cpu0, w0, j0 := cpuTicks(b, pid), procIO(b, pid, "write_bytes"), segmentBytes(state)
+		cpu0, w0, j0 := testbus.ProcCPU(pid), procIO(b, pid, "write_bytes"), segmentBytes(state)
 		seq0, _ := c.NewestSeq(context.Background())
 		anon0 := procStatusKiB(b, pid, "RssAnon")
 		start := time.Now()
@@ -110,7 +111,7 @@ func BenchmarkSoak(b *testing.B) {
 		}
 		tick.Stop()
 		el := time.Since(start).Seconds()
-		cpu := float64(cpuTicks(b, pid)-cpu0) / 100 / el * 100
+		cpu := 100 * (testbus.ProcCPU(pid) - cpu0).Seconds() / el
 		written := procIO(b, pid, "write_bytes") - w0
 		kib := float64(written) / 1024 / el
 		journal := segmentBytes(state) - j0

@@ -67,3 +67,22 @@ func ProcRSSKiB(pid int) uint64 {
 	}
 	return 0
 }
+
+// ProcCPU is a process's CPU time: the sum of its threads' schedstat run
+// times (ns, finer than the 10 ms ticks of /proc/PID/stat); 0 when the
+// process is gone.
+func ProcCPU(pid int) time.Duration {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/schedstat")
+	var sum time.Duration
+	for _, p := range tasks {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue // a thread that just ended
+		}
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += time.Duration(ns)
+		}
+	}
+	return sum
+}

@@ -69,6 +69,7 @@ type Journal struct {
 	nextSeq       uint64
 	pending       []sensors.Event
 	urgentPending bool
+	kicked        bool      // a batch is complete: commit without gathering
 	pendingSince  time.Time // oldest uncommitted event: Healthy's measure
 	closed        bool
 	writeErr      string // why the disk refuses writes (empty when fine)
@@ -190,6 +191,24 @@ func (j *Journal) Append(ev sensors.Event) bool {
 	return true
 }
 
+// Kick says a batch is complete (the rings were drained together): what is
+// pending is written now instead of after FlushInterval, in the same
+// wake-up as the reading (each wake-up of an idle daemon costs more than
+// the write).
+func (j *Journal) Kick() {
+	j.mu.Lock()
+	if len(j.pending) == 0 {
+		j.mu.Unlock()
+		return
+	}
+	j.kicked = true
+	j.mu.Unlock()
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+}
+
 // flusher sleeps until Append signals the first pending event (an idle
 // journal costs no wake-ups beyond a due fsync or retry), lets
 // FlushInterval gather a batch unless an urgent event waits, commits.
@@ -207,13 +226,13 @@ func (j *Journal) flusher() {
 		case <-j.wake:
 			due.Stop()
 			j.mu.Lock()
-			now := j.urgentPending || j.closed
+			now := j.urgentPending || j.kicked || j.closed
 			j.mu.Unlock()
 			if !now {
 				gather.Reset(j.opts.FlushInterval)
 				select {
 				case <-gather.C:
-				case <-j.wake: // the batch is full, an urgent event or Close
+				case <-j.wake: // the batch is full or complete, an urgent event or Close
 					gather.Stop()
 				}
 			}

@@ -149,3 +149,36 @@ func FuzzScanSegmentNeverPanics(f *testing.F) {
 		}
 	})
 }
+
+// A kicked batch is written at once, in the same wake-up, not after
+// FlushInterval; a kick with nothing pending writes nothing.
+func TestKickWritesTheBatchWithoutGathering(t *testing.T) {
+	var commits []int
+	done := make(chan struct{}, 4)
+	j, err := Open(t.TempDir(), Options{FlushInterval: time.Hour, OnCommit: func(evs []sensors.Event) {
+		commits = append(commits, len(evs))
+		done <- struct{}{}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.Kick()
+	for i := range 3 {
+		j.Append(sensors.Event{Kind: api.KindProcessExec, PID: uint32(i + 1)})
+	}
+	start := time.Now()
+	j.Kick()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a kicked batch was not written within 5 s (FlushInterval is an hour)")
+	}
+	if last, evs, err := j.Query(0, 10, Filter{}); err != nil || last != 3 || len(evs) != 3 {
+		t.Fatalf("after the kick: last %d, %d events, %v", last, len(evs), err)
+	}
+	if len(commits) != 1 || commits[0] != 3 {
+		t.Fatalf("commits %v, want one of 3 events", commits)
+	}
+	t.Logf("kick → commit in %s", time.Since(start))
+}

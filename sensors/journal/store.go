@@ -32,6 +32,7 @@ func (j *Journal) commit() {
 	j.pendingSince = time.Time{}
 	urg := j.urgentPending
 	j.urgentPending = false
+	j.kicked = false
 	j.mu.Unlock()
 	now := time.Now()
 	j.store(batch, now)
