@@ -120,24 +120,25 @@ func (o *bpfObject) Close() {
 }
 
 // Rings whose programs submit with BPF_RB_NO_WAKEUP are polled: one
-// goroutine per hub drains all of them together on a 60 ms grid while
+// goroutine per hub drains all of them together on a 120 ms grid while
 // events flow, backing off to readerIdlePoll when they stay empty, then
 // ends the batch (the journal writes it in the same wake-up). The first
 // event after a quiet spell waits at most that long for the journal —
 // events keep their kernel time stamps — and a forced wake-up (64 KiB
 // pending, or a crash's exit) drains them at once. Rings of rare, urgent
-// events (OOM kills) wake their own reader at once. 60 ms rather than 20:
-// every wake-up of an otherwise idle daemon costs scheduler and Go runtime
-// work that dwarfs decoding a few events (three alternating pairs of
-// 3,000-exec storms cost the daemon 13–20 ticks at 60 ms, 26–51 at 20 ms).
+// events (OOM kills) wake their own reader at once. Each wake-up of an
+// otherwise idle daemon costs scheduler and Go runtime work that dwarfs
+// decoding the batch, so the period sets the cost of a steady trickle:
+// the soak (490 events/s) costs 0.59–0.66 % of a core at 120 ms against
+// 0.96–1.05 % at 60 ms (BENCHMARKS.md).
 //
 // Every wait is Go's netpoller (the ring's fd) or a timer, never a
 // blocking epoll_wait: a goroutine blocked in a syscall for more than
 // 10 ms makes the runtime's sysmon retake its P and poll every 20 µs,
-// which was half of npllmd's CPU in the soak (BENCHMARKS.md).
+// which was half of npllmd's CPU in the soak.
 const (
-	readerPoll     = 60 * time.Millisecond
-	readerIdlePoll = 960 * time.Millisecond // 16 × readerPoll: on the grid
+	readerPoll     = 120 * time.Millisecond
+	readerIdlePoll = 960 * time.Millisecond // 8 × readerPoll: on the grid
 )
 
 // ringReader is the one reader of a ring: it decodes into a reused record
