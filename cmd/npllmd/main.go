@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync/atomic"
@@ -50,12 +49,6 @@ Options:
 `
 
 func main() {
-	// One P unless GOMAXPROCS says otherwise: npllmd's work comes in small
-	// bursts (a ring drain, a refresh), and a second P costs more in
-	// wake-ups of idle threads than it gains (BENCHMARKS.md, soak).
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
 	flags := flag.NewFlagSet("npllmd", flag.ContinueOnError)
 	flags.Usage = func() {
 		fmt.Fprint(flags.Output(), usage)
