@@ -3,7 +3,6 @@ package sensors
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"strconv"
 )
 
@@ -24,7 +23,8 @@ type Identity struct {
 // status and stat through fmt and opened the mount first.
 func ReadIdentity(procRoot string, pid uint32) (Identity, error) {
 	dir := procRoot + "/" + strconv.FormatUint(uint64(pid), 10)
-	stat, err := os.ReadFile(dir + "/stat")
+	var buf [2048]byte // stat and status of a typical process fit
+	stat, err := readProcFile(dir+"/stat", buf[:0])
 	if err != nil {
 		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
 	}
@@ -32,7 +32,7 @@ func ReadIdentity(procRoot string, pid uint32) (Identity, error) {
 	if err != nil { // as the procfs library did: unreadable is gone
 		return Identity{}, fmt.Errorf("pid %d: %w (%v)", pid, ErrNoSuchProcess, err)
 	}
-	status, err := os.ReadFile(dir + "/status")
+	status, err := readProcFile(dir+"/status", buf[:0])
 	if err != nil {
 		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrNoSuchProcess)
 	}

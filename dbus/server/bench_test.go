@@ -110,7 +110,8 @@ func cpuTicks(b testing.TB, pid int) uint64 {
 // a bare polkit CheckAuthorization for the same action and subject, and a
 // Ping to npllmd (goal: SignalProcess p50 ≤ CheckAuthorization p50 + 1.5 × Ping p50).
 func BenchmarkSignalProcessVsCheckAuthorizationVsPing(b *testing.B) {
-	bus, _, c := startDaemon(b, benchArgs()...)
+	bus, d, c := startDaemon(b, benchArgs()...)
+	defer d.Stop() // SIGTERM, so a --cpuprofile is written
 	if err := bus.WriteRule("50-bench.rules", `polkit.addRule(function(action, subject) {
   if (action.id == "org.npllm.Assistant.manage-own-process") return polkit.Result.YES; });`); err != nil {
 		b.Fatal(err)
