@@ -125,9 +125,12 @@ func startBpftrace(b testing.TB) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("bpftrace: %v", err)
 	}
+	// A bpftrace that never attaches (seen once here) must not hang the run.
+	hung := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), "Attaching") {
+			hung.Stop()
 			go func() {
 				for sc.Scan() {
 				}
@@ -137,7 +140,7 @@ func startBpftrace(b testing.TB) *exec.Cmd {
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	b.Fatal("bpftrace attached nothing")
+	b.Fatal("bpftrace attached nothing within 30 s")
 	return nil
 }
 
@@ -185,8 +188,8 @@ func medianCI(xs []float64) (median, ci float64) {
 }
 
 // BenchmarkExecStorm alternates exec storms with no tracer, with npllmd
-// (all default sensors) and with a bpftrace exec probe (the anchor), five
-// rounds, and reports the median throughput loss of both against the
+// (all default sensors) and with a bpftrace exec probe (the anchor), nine
+// rounds (NPLLM_STORM_ROUNDS), and reports the median throughput loss of both against the
 // adjacent tracer-less storm, the daemon's CPU per event (/proc/PID/stat)
 // and the eBPF programs' run time per exec of each (goals: npllmd's loss
 // ≤ 3% and below bpftrace's, ≤ 10 µs of daemon CPU per event). The storm's
@@ -195,7 +198,11 @@ func medianCI(xs []float64) (median, ci float64) {
 func BenchmarkExecStorm(b *testing.B) {
 	bus := testbus.ForTest(b)
 	enableBPFStats(b)
-	const n, rounds = 2000, 5
+	const n = 2000
+	rounds := 9 // the shared VM's ±10 % swings need more than 5 for a useful interval
+	if r, err := strconv.Atoi(os.Getenv("NPLLM_STORM_ROUNDS")); err == nil && r >= 2 {
+		rounds = r
+	}
 	for range b.N {
 		var lossD, lossT, cpuLossD, cpuLossT, cpuPerEv, progD, progO, progT []float64
 		for range rounds {
@@ -204,11 +211,11 @@ func BenchmarkExecStorm(b *testing.B) {
 			d := bus.DaemonForTest(b, bin("npllmd"))
 			time.Sleep(2 * time.Second) // past start-up
 			pid := d.Cmd.Process.Pid
-			c0 := cpuTicks(b, pid)
+			c0 := testbus.ProcCPU(pid)
 			p0, o0 := execPathNS(b, pid)
 			with, cpuWith := stormCPU(b, n)
 			time.Sleep(300 * time.Millisecond) // let the reader drain
-			c1 := cpuTicks(b, pid)
+			c1 := testbus.ProcCPU(pid)
 			p1, o1 := execPathNS(b, pid)
 			d.Stop()
 
@@ -223,7 +230,7 @@ func BenchmarkExecStorm(b *testing.B) {
 			cpuLossT = append(cpuLossT, 100*(cpuAnchor/cpuNone-1))
 			lossD = append(lossD, 100*(1-with/none))
 			lossT = append(lossT, 100*(1-anchor/none))
-			cpuPerEv = append(cpuPerEv, float64(c1-c0)*1e7/(3*n)/1e3) // ticks of 10 ms; fork, exec, exit
+			cpuPerEv = append(cpuPerEv, float64(c1-c0)/(3*n)/1e3) // fork, exec, exit
 			progD = append(progD, (p1-p0)/n)
 			progO = append(progO, (o1-o0)/n)
 			progT = append(progT, float64(q1-q0)/n)
