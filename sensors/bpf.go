@@ -145,35 +145,44 @@ const (
 // and hands events to the hub, which never blocks it.
 type ringReader struct {
 	reader *ringbuf.Reader
-	ready  *os.File // a dup of the ring's fd, in Go's netpoller
+	ready  *os.File // a dup of the ring's fd, in Go's netpoller; nil: the timer alone
 	decode func([]byte) (Event, error)
 	hub    *Hub
 	urgent bool
 	wg     sync.WaitGroup
-	closed atomic.Bool // Close began: a failed wait ends the reader
+	closed atomic.Bool   // Close began: a failed wait ends the reader
+	done   chan struct{} // closed by Close
+
+	// drainMu keeps Close from unmapping the ring under a drain of the
+	// hub's poller (ringbuf.Reader.AvailableBytes takes no lock).
+	drainMu sync.Mutex
+	gone    bool
 
 	decoded      atomic.Uint64
 	decodeErrors atomic.Uint64
 }
 
 func startRing(m *ebpf.Map, hub *Hub, urgent bool, decode func([]byte) (Event, error)) (*ringReader, error) {
-	ready, err := pollableFD(m.FD())
-	if err != nil {
-		return nil, fmt.Errorf("ring reader: %w", err)
-	}
 	rd, err := ringbuf.NewReader(m)
 	if err != nil {
-		ready.Close()
 		return nil, fmt.Errorf("ring reader: %w", err)
 	}
 	// Reads never wait in the kernel: the deadline is always past.
 	rd.SetDeadline(time.Unix(1, 0))
-	r := &ringReader{reader: rd, ready: ready, decode: decode, hub: hub, urgent: urgent}
-	r.wg.Add(1)
-	if urgent {
-		go r.runUrgent()
-	} else {
+	r := &ringReader{reader: rd, decode: decode, hub: hub, urgent: urgent, done: make(chan struct{})}
+	// Without the netpoller (never seen: ring fds are pollable) the ring
+	// is still read, on the poller's timer alone.
+	r.ready, _ = pollableFD(m.FD())
+	switch {
+	case r.ready == nil:
+		r.urgent = false
 		hub.rings.add(r)
+	case urgent:
+		r.wg.Add(1)
+		go r.runUrgent()
+	default:
+		hub.rings.add(r)
+		r.wg.Add(1)
 		go r.forwardWakeups()
 	}
 	return r, nil
@@ -216,7 +225,8 @@ func (r *ringReader) waitWakeup(ready func() bool) error {
 	})
 }
 
-// runUrgent reads an urgent ring: every submit wakes it.
+// runUrgent reads an urgent ring: every submit wakes it. It is the ring's
+// only reader, and Close waits for it before closing the ring.
 func (r *ringReader) runUrgent() {
 	defer r.wg.Done()
 	for {
@@ -224,16 +234,19 @@ func (r *ringReader) runUrgent() {
 		if err != nil && r.closed.Load() {
 			return
 		}
-		if err != nil {
-			time.Sleep(readerPoll) // never spin, never stop reading
-		}
-		if r.drain() > 0 {
+		n, failed := r.drain()
+		if n > 0 {
 			r.hub.EndBatch()
+		}
+		if err != nil || failed {
+			time.Sleep(readerPoll) // never spin, never stop reading
 		}
 	}
 }
 
-// forwardWakeups hands a polled ring's forced wake-ups to the hub's poller.
+// forwardWakeups hands a polled ring's forced wake-ups (a burst, a crash)
+// to the hub's poller, then waits for that drain before waiting again: in
+// a storm every submit past the watermark wakes the ring.
 func (r *ringReader) forwardWakeups() {
 	defer r.wg.Done()
 	for {
@@ -245,25 +258,32 @@ func (r *ringReader) forwardWakeups() {
 			time.Sleep(readerPoll)
 			continue
 		}
-		r.hub.rings.kickNow()
+		drained := r.hub.rings.kickNow()
+		select {
+		case <-drained:
+		case <-r.done:
+			return
+		}
 	}
 }
 
-// drain reads what the ring holds now, without waiting.
-func (r *ringReader) drain() int {
-	if r.reader.AvailableBytes() == 0 {
-		return 0
+// drain reads what the ring holds now, without waiting; failed says a
+// read went wrong (counted), so a caller looping on it backs off.
+func (r *ringReader) drain() (n int, failed bool) {
+	r.drainMu.Lock()
+	defer r.drainMu.Unlock()
+	if r.gone || r.reader.AvailableBytes() == 0 {
+		return 0, false
 	}
 	var rec ringbuf.Record
-	n := 0
 	for {
 		err := r.reader.ReadInto(&rec)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrClosed):
-			return n
+			return n, false
 		case err != nil:
 			r.decodeErrors.Add(1)
-			return n
+			return n, true
 		}
 		ev, err := r.decode(rec.RawSample)
 		if err != nil {
@@ -278,11 +298,17 @@ func (r *ringReader) drain() int {
 
 func (r *ringReader) Close() {
 	r.closed.Store(true)
+	close(r.done)
 	if !r.urgent {
 		r.hub.rings.remove(r)
 	}
-	r.ready.Close()
+	if r.ready != nil {
+		r.ready.Close()
+	}
 	r.wg.Wait()
+	r.drainMu.Lock()
+	r.gone = true
+	r.drainMu.Unlock()
 	r.reader.Close()
 }
 
@@ -293,6 +319,7 @@ type ringPoller struct {
 	rings   []*ringReader
 	running bool
 	kick    chan struct{}
+	drained chan struct{} // closed when the drain after a kick has run
 }
 
 func (p *ringPoller) add(r *ringReader) {
@@ -300,11 +327,11 @@ func (p *ringPoller) add(r *ringReader) {
 	defer p.mu.Unlock()
 	p.rings = append(p.rings, r)
 	if p.kick == nil {
-		p.kick = make(chan struct{}, 1)
+		p.kick, p.drained = make(chan struct{}, 1), make(chan struct{})
 	}
 	if !p.running {
 		p.running = true
-		go p.run(r.hub, p.kick)
+		go p.run(r.hub)
 	}
 }
 
@@ -314,34 +341,43 @@ func (p *ringPoller) remove(r *ringReader) {
 	p.rings = slices.DeleteFunc(p.rings, func(x *ringReader) bool { return x == r })
 }
 
-func (p *ringPoller) kickNow() {
+// kickNow asks for a drain now; the channel is closed once one has run.
+func (p *ringPoller) kickNow() <-chan struct{} {
+	p.mu.Lock()
+	drained := p.drained
+	p.mu.Unlock()
 	select {
 	case p.kick <- struct{}{}:
 	default:
 	}
+	return drained
 }
 
-func (p *ringPoller) run(hub *Hub, kick chan struct{}) {
+func (p *ringPoller) run(hub *Hub) {
 	poll := readerPoll
 	timer := time.NewTimer(time.Until(time.Now().Truncate(readerPoll).Add(poll)))
 	defer timer.Stop()
 	for {
 		select {
 		case <-timer.C:
-		case <-kick:
+		case <-p.kick:
 			timer.Stop()
 		}
 		p.mu.Lock()
 		rings := slices.Clone(p.rings)
+		drained := p.drained
+		p.drained = make(chan struct{})
 		if len(rings) == 0 {
 			p.running = false
 			p.mu.Unlock()
+			close(drained)
 			return
 		}
 		p.mu.Unlock()
 		got := 0
 		for _, r := range rings {
-			got += r.drain()
+			n, _ := r.drain() // a failed read is counted; the timer paces retries
+			got += n
 		}
 		if got > 0 {
 			hub.EndBatch()
@@ -349,6 +385,7 @@ func (p *ringPoller) run(hub *Hub, kick chan struct{}) {
 		} else {
 			poll = min(2*poll, readerIdlePoll)
 		}
+		close(drained)
 		timer.Reset(time.Until(time.Now().Truncate(readerPoll).Add(poll)))
 	}
 }

@@ -63,11 +63,11 @@ func procStatusKiB(b testing.TB, pid int, field string) uint64 {
 // BenchmarkSoak: issue 18's soak. npllmd with default sensors and its own
 // state directory (ext4) while a loop does ~70 fork+exec and ~70 loopback
 // TCP connections a second; daemon CPU, disk writes (/proc/PID/io
-// write_bytes) and RssAnon/RssFile over NPLLM_SOAK_SECONDS (default 60;
-// the issue's figure is over 300). NPLLM_SOAK_CPUPROFILE=FILE has npllmd
+// write_bytes) and RssAnon/RssFile over NPLLM_SOAK_SECONDS (default 300,
+// as the issue asks). NPLLM_SOAK_CPUPROFILE=FILE has npllmd
 // write a CPU profile there when it stops.
 func BenchmarkSoak(b *testing.B) {
-	secs := 60
+	secs := 300
 	if s, err := strconv.Atoi(os.Getenv("NPLLM_SOAK_SECONDS")); err == nil && s > 0 {
 		secs = s
 	}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,34 +152,54 @@ func FuzzScanSegmentNeverPanics(f *testing.F) {
 }
 
 // A kicked batch is written at once, in the same wake-up, not after
-// FlushInterval; a kick with nothing pending writes nothing.
+// FlushInterval; a kick with nothing pending changes nothing, and after a
+// kicked commit the next event gathers again.
 func TestKickWritesTheBatchWithoutGathering(t *testing.T) {
+	var mu sync.Mutex
 	var commits []int
-	done := make(chan struct{}, 4)
-	j, err := Open(t.TempDir(), Options{FlushInterval: time.Hour, OnCommit: func(evs []sensors.Event) {
+	j, err := Open(t.TempDir(), Options{FlushInterval: 1500 * time.Millisecond, OnCommit: func(evs []sensors.Event) {
+		mu.Lock()
 		commits = append(commits, len(evs))
-		done <- struct{}{}
+		mu.Unlock()
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	j.Kick()
-	for i := range 3 {
-		j.Append(sensors.Event{Kind: api.KindProcessExec, PID: uint32(i + 1)})
+	written := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(commits)
 	}
-	start := time.Now()
+	waitFor := func(n int, within time.Duration) time.Duration {
+		start := time.Now()
+		for len(written()) < n {
+			if time.Since(start) > within {
+				t.Fatalf("commits %v after %s, want %d", written(), within, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	j.Kick() // nothing pending: must not make the next event skip its gather
+	j.Append(sensors.Event{Kind: api.KindProcessExec, PID: 1})
+	time.Sleep(300 * time.Millisecond)
+	if c := written(); len(c) != 0 {
+		t.Fatalf("an event written after %v without a kick (gather is 1.5 s): an empty kick was remembered", c)
+	}
+	j.Append(sensors.Event{Kind: api.KindProcessExec, PID: 2})
 	j.Kick()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a kicked batch was not written within 5 s (FlushInterval is an hour)")
+	t.Logf("kick → commit in %s", waitFor(1, time.Second))
+	j.Append(sensors.Event{Kind: api.KindProcessExec, PID: 3})
+	time.Sleep(300 * time.Millisecond)
+	if c := written(); len(c) != 1 {
+		t.Fatalf("commits %v 300 ms after an unkicked event: the kick was not reset by its commit", c)
+	}
+	waitFor(2, 5*time.Second) // the gather's own time
+	if c := written(); c[0] != 2 || c[1] != 1 {
+		t.Fatalf("commits %v, want [2 1]", c)
 	}
 	if last, evs, err := j.Query(0, 10, Filter{}); err != nil || last != 3 || len(evs) != 3 {
-		t.Fatalf("after the kick: last %d, %d events, %v", last, len(evs), err)
+		t.Fatalf("last %d, %d events, %v", last, len(evs), err)
 	}
-	if len(commits) != 1 || commits[0] != 3 {
-		t.Fatalf("commits %v, want one of 3 events", commits)
-	}
-	t.Logf("kick → commit in %s", time.Since(start))
 }
