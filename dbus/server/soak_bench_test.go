@@ -101,8 +101,12 @@ func BenchmarkSoak(b *testing.B) {
 		start := time.Now()
 		tick := time.NewTicker(time.Second / 70)
 		n := 0
+		var anonEvery30s []uint64 // flat, or growing with the journal's index up to its cap?
 		for time.Since(start) < time.Duration(secs)*time.Second {
 			<-tick.C
+			if n%(30*70) == 0 {
+				anonEvery30s = append(anonEvery30s, procStatusKiB(b, pid, "RssAnon"))
+			}
 			exec.Command("/bin/true").Run()
 			if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 				c.Close()
@@ -110,6 +114,8 @@ func BenchmarkSoak(b *testing.B) {
 			n++
 		}
 		tick.Stop()
+		b.Logf("RssAnon every 30 s (KiB): %v", anonEvery30s)
+		anon1 := procStatusKiB(b, pid, "RssAnon") // before the tally below, which builds big replies
 		el := time.Since(start).Seconds()
 		cpu := 100 * (testbus.ProcCPU(pid) - cpu0).Seconds() / el
 		written := procIO(b, pid, "write_bytes") - w0
@@ -141,7 +147,7 @@ func BenchmarkSoak(b *testing.B) {
 		b.Logf("events: %.0f/s of %.0f B each (%s)", float64(total)/el, float64(journal)/float64(max(total, 1)), strings.Join(byKind, ", "))
 		b.Logf("%d s, %.0f exec+connect/s: npllmd CPU %.2f %% of a core, disk writes %.1f KiB/s (%.2f× the journal's growth of %.1f KiB/s), RssAnon %d → %d KiB, RssFile %d KiB",
 			secs, float64(n)/el, cpu, kib, float64(written)/float64(journal), float64(journal)/1024/el,
-			anon0, procStatusKiB(b, pid, "RssAnon"), procStatusKiB(b, pid, "RssFile"))
+			anon0, anon1, procStatusKiB(b, pid, "RssFile"))
 	}
 	d.Stop() // SIGTERM, so a --cpuprofile is written
 }
