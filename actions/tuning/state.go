@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/npllm/npllm/systemd/statefile"
 )
 
 // Files in the state directory. tuning.json holds every trial not yet
@@ -104,8 +106,8 @@ func readJSON(path string, v any, versionOK func() bool) error {
 	if err != nil {
 		reason = err.Error()
 	}
-	aside := path + ".damaged-" + time.Now().UTC().Format("20060102T150405.000Z")
-	if rerr := os.Rename(path, aside); rerr != nil {
+	aside, rerr := statefile.MoveAside(path, "damaged")
+	if rerr != nil {
 		return fmt.Errorf("%s is damaged (%s) and cannot be moved aside: %w", path, reason, rerr)
 	}
 	return fmt.Errorf("%w: %s was damaged (%s); moved to %s", ErrDamagedState, path, reason, aside)

@@ -11,9 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 
-	"github.com/npllm/npllm/systemd/msgid"
+	"github.com/npllm/npllm/systemd/statefile"
 )
 
 // baselinesVersion 2: keyed by (uid, program). Version 1 was a bare JSON
@@ -123,9 +122,9 @@ func (b *Baselines) moveAside(why error) {
 	if errors.Is(why, errOldBaselines) {
 		tag = "v1"
 	}
-	aside := fmt.Sprintf("%s.%s-%s", b.path, tag, time.Now().UTC().Format("20060102T150405.000Z"))
-	attrs := []any{msgid.Attr(msgid.StateMovedAside), "file", b.path, "reason", why.Error()}
-	if err := os.Rename(b.path, aside); err != nil {
+	attrs := statefile.Attrs(b.path, why)
+	aside, err := statefile.MoveAside(b.path, tag)
+	if err != nil {
 		b.log.Error("cannot move a damaged state file aside; starting with fresh baselines, the file is overwritten at the next save",
 			append(attrs, "err", err)...)
 		return

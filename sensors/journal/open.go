@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/npllm/npllm/sensors"
-	"github.com/npllm/npllm/systemd/msgid"
+	"github.com/npllm/npllm/systemd/statefile"
 )
 
 // lockDir keeps a second npllmd (or a test) from writing the same journal;
@@ -114,10 +114,10 @@ func (j *Journal) load() error {
 // moveAside renames damaged state with a timestamp, so it can be looked at
 // and never stops the daemon.
 func (j *Journal) moveAside(path string, why error) {
-	to := path + ".damaged-" + time.Now().UTC().Format("20060102T150405.000Z")
 	j.c.movedAside.Add(1)
-	attrs := []any{msgid.Attr(msgid.StateMovedAside), "file", path, "reason", why.Error()}
-	if err := os.Rename(path, to); err != nil {
+	attrs := statefile.Attrs(path, why)
+	to, err := statefile.MoveAside(path, "damaged")
+	if err != nil {
 		j.log.Error("journal: cannot move a damaged file aside", append(attrs, "err", err)...)
 		return
 	}
@@ -131,7 +131,6 @@ func (j *Journal) migrate(path string) {
 	if _, err := os.Stat(path); err != nil {
 		return
 	}
-	aside := path + ".migrated-" + time.Now().UTC().Format("20060102T150405Z")
 	if len(j.segs) == 0 {
 		n, err := j.importBolt(path)
 		if err != nil {
@@ -140,7 +139,8 @@ func (j *Journal) migrate(path string) {
 		}
 		j.log.Info("journal: migrated the bbolt journal", "events", n, "next_seq", j.readFloor())
 	}
-	if err := os.Rename(path, aside); err != nil {
+	aside, err := statefile.MoveAside(path, "migrated")
+	if err != nil {
 		j.log.Warn("journal: cannot move the old bbolt journal aside", "path", path, "err", err)
 		return
 	}
