@@ -129,8 +129,8 @@ func (o *bpfObject) Close() {
 // events (OOM kills) wake their own reader at once. Each wake-up of an
 // otherwise idle daemon costs scheduler and Go runtime work that dwarfs
 // decoding the batch, so the period sets the cost of a steady trickle:
-// the soak (490 events/s) costs 0.59–0.66 % of a core at 120 ms against
-// 0.96–1.05 % at 60 ms (BENCHMARKS.md).
+// in an A/B of the soak (490 events/s) 120 ms cost 0.59–0.66 % of a core
+// against 0.96–1.05 % at 60 ms (BENCHMARKS.md).
 //
 // Every wait is Go's netpoller (the ring's fd) or a timer, never a
 // blocking epoll_wait: a goroutine blocked in a syscall for more than
