@@ -103,19 +103,13 @@ func (s *histSensor) ReadHistogram(series string) (Histogram, error) {
 			return Histogram{}, fmt.Errorf("%w %q for %s (have all, %v)", ErrUnknownSeries, series, s.name, s.series)
 		}
 	}
-	m := s.obj.coll.Maps["hist"]
-	var per []uint64
-	for i := range s.series {
-		if pick >= 0 && i != pick {
-			continue
-		}
-		for b := range histBuckets {
-			if err := m.Lookup(uint32(i*histBuckets+b), &per); err != nil {
-				return Histogram{}, fmt.Errorf("read %s: %w", s.name, err)
-			}
-			for _, v := range per {
-				h.Counts[b] += v
-			}
+	rows, err := readPerCPUSums(s.obj.coll.Maps["hist"], len(s.series)*histBuckets)
+	if err != nil {
+		return Histogram{}, fmt.Errorf("read %s: %w", s.name, err)
+	}
+	for key, v := range rows {
+		if i := key / histBuckets; pick < 0 || i == pick {
+			h.Counts[key%histBuckets] += v
 		}
 	}
 	last := 0
@@ -148,4 +142,43 @@ func log2Bucket(v uint64) int {
 		return 0
 	}
 	return bits.Len64(v) - 1
+}
+
+// readPerCPUSums reads entries 0..n-1 of a per-CPU array map, each summed
+// over CPUs: one BPF_MAP_LOOKUP_BATCH (a scrape read 64 buckets × series
+// with a syscall each: most of GetHistogram's cost), or key by key where
+// the kernel has no batch lookup (before 5.6).
+func readPerCPUSums(m *ebpf.Map, n int) ([]uint64, error) {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	sums := make([]uint64, n)
+	keys := make([]uint32, n)
+	values := make([]uint64, n*cpus)
+	var cursor ebpf.MapBatchCursor
+	got, err := m.BatchLookup(&cursor, keys, values, nil)
+	if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+		for i := range got {
+			if k := int(keys[i]); k < n {
+				for _, v := range values[i*cpus : (i+1)*cpus] {
+					sums[k] += v
+				}
+			}
+		}
+		if got == n || errors.Is(err, ebpf.ErrKeyNotExist) {
+			return sums, nil
+		}
+	}
+	var per []uint64
+	clear(sums)
+	for k := range n {
+		if err := m.Lookup(uint32(k), &per); err != nil {
+			return nil, err
+		}
+		for _, v := range per {
+			sums[k] += v
+		}
+	}
+	return sums, nil
 }
