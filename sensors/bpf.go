@@ -122,7 +122,7 @@ func (o *bpfObject) Close() {
 // Rings whose programs submit with BPF_RB_NO_WAKEUP are polled: one
 // goroutine per hub drains all of them together on a 120 ms grid while
 // events flow, backing off to readerIdlePoll when they stay empty, then
-// ends the batch (the journal writes it in the same wake-up). The first
+// ends the batch (the journal writes it in the same burst of work). The first
 // event after a quiet spell waits at most that long for the journal —
 // events keep their kernel time stamps — and a forced wake-up (64 KiB
 // pending, or a crash's exit) drains them at once. Rings of rare, urgent

@@ -193,8 +193,8 @@ func (j *Journal) Append(ev sensors.Event) bool {
 
 // Kick says a batch is complete (the rings were drained together): what is
 // pending is written now instead of after FlushInterval, in the same
-// wake-up as the reading (each wake-up of an idle daemon costs more than
-// the write).
+// burst of work as the reading (each wake-up of an idle daemon costs more
+// than the write).
 func (j *Journal) Kick() {
 	j.mu.Lock()
 	if len(j.pending) == 0 {

@@ -151,7 +151,7 @@ func FuzzScanSegmentNeverPanics(f *testing.F) {
 	})
 }
 
-// A kicked batch is written at once, in the same wake-up, not after
+// A kicked batch is written at once, in the same burst as the drain, not after
 // FlushInterval; a kick with nothing pending changes nothing, and after a
 // kicked commit the next event gathers again.
 func TestKickWritesTheBatchWithoutGathering(t *testing.T) {
