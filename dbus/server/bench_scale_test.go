@@ -70,13 +70,13 @@ func BenchmarkIdleVsProcessCount(b *testing.B) {
 				d := bus.DaemonForTest(b, bin("npllmd"), "--force-variant=processes="+variant)
 				pid := d.Cmd.Process.Pid
 				time.Sleep(3 * time.Second) // past start-up
-				cpu0 := cpuTicks(b, pid)
+				cpu0 := testbus.ProcCPU(pid)
 				time.Sleep(idle)
-				cpu1 := cpuTicks(b, pid)
+				cpu1 := testbus.ProcCPU(pid)
 				rss := float64(testbus.ProcRSSKiB(pid)) / 1024
 				d.Stop()
 				tag := variant + "-" + strconv.Itoa(n)
-				b.ReportMetric(float64(cpu1-cpu0)/idle.Seconds(), "cpu-%-"+tag)
+				b.ReportMetric(100*float64(cpu1-cpu0)/float64(idle), "cpu-%-"+tag)
 				b.ReportMetric(rss, "rss-MiB-"+tag)
 			}
 			stop()
