@@ -56,7 +56,7 @@ func TestForgedNotificationSignalsPressNoButtonAndCrashNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer session.Close()
-	agent := w.agentSessionName(t, session)
+	agent := w.agentConnName(t, session)
 	for _, dest := range []string{agent, ""} {
 		sessionSignal(t, session, dest, "NotificationClosed", "x", uint32(2)) // the reviewer's crash
 		sessionSignal(t, session, dest, "ActionInvoked", "x")
@@ -91,22 +91,4 @@ func TestForgedNotificationSignalsPressNoButtonAndCrashNothing(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("dunst's Terminate click did not reach the daemon")
 	}
-}
-
-// agentSessionName finds the agent's connection on the session bus.
-func (w *world) agentSessionName(t *testing.T, session *dbus.Conn) string {
-	t.Helper()
-	var names []string
-	if err := session.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		var pid uint32
-		if strings.HasPrefix(n, ":") && session.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, n).Store(&pid) == nil &&
-			int(pid) == w.agent.Process.Pid {
-			return n
-		}
-	}
-	t.Fatal("the agent has no session bus connection")
-	return ""
 }

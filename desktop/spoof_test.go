@@ -56,8 +56,9 @@ func init() {
 	os.Exit(0)
 }
 
-// agentUniqueName finds the agent's connection on the system bus.
-func (w *world) agentUniqueName(t *testing.T, conn *dbus.Conn) string {
+// agentConnName finds the agent's connection on the bus conn is on
+// (system or session).
+func (w *world) agentConnName(t *testing.T, conn *dbus.Conn) string {
 	t.Helper()
 	var names []string
 	if err := conn.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
@@ -70,7 +71,7 @@ func (w *world) agentUniqueName(t *testing.T, conn *dbus.Conn) string {
 			return n
 		}
 	}
-	t.Fatal("the agent has no connection on the system bus")
+	t.Fatal("the agent has no connection on this bus")
 	return ""
 }
 
@@ -100,7 +101,7 @@ func TestForgedSignalsFromAnotherUserNeitherCrashNorNotifyTheAgent(t *testing.T)
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	agentName := w.agentUniqueName(t, conn)
+	agentName := w.agentConnName(t, conn)
 	var owner string
 	if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, api.BusName).Store(&owner); err != nil {
 		t.Fatal(err)

@@ -34,7 +34,7 @@ func TestSessionSignalFloodAfterTheTrayStartsCostsNoMemory(t *testing.T) {
 	pid := w.agent.Process.Pid
 	before := testbus.ProcRSSKiB(pid)
 	// Sent to the agent's name: match rules do not filter unicast signals.
-	agent := w.agentSessionName(t, conn)
+	agent := w.agentConnName(t, conn)
 	const flood = 30000
 	for i := range flood {
 		msg := &dbus.Message{Type: dbus.TypeSignal, Headers: map[dbus.HeaderField]dbus.Variant{
