@@ -144,14 +144,15 @@ const (
 // ringReader is the one reader of a ring: it decodes into a reused record
 // and hands events to the hub, which never blocks it.
 type ringReader struct {
-	reader *ringbuf.Reader
-	ready  *os.File // a dup of the ring's fd, in Go's netpoller; nil: the timer alone
-	decode func([]byte) (Event, error)
-	hub    *Hub
-	urgent bool
-	wg     sync.WaitGroup
-	closed atomic.Bool   // Close began: a failed wait ends the reader
-	done   chan struct{} // closed by Close
+	reader  *ringbuf.Reader
+	ready   *os.File // a dup of the ring's fd, in Go's netpoller; nil: the timer alone
+	decode  func([]byte) (Event, error)
+	hub     *Hub
+	urgent  bool
+	wg      sync.WaitGroup
+	closed  atomic.Bool   // Close began: a failed wait ends the reader
+	pollErr error         // why the ring is read on the timer alone (logged)
+	done    chan struct{} // closed by Close
 
 	// drainMu keeps Close from unmapping the ring under a drain of the
 	// hub's poller (ringbuf.Reader.AvailableBytes takes no lock).
@@ -172,7 +173,7 @@ func startRing(m *ebpf.Map, hub *Hub, urgent bool, decode func([]byte) (Event, e
 	r := &ringReader{reader: rd, decode: decode, hub: hub, urgent: urgent, done: make(chan struct{})}
 	// Without the netpoller (never seen: ring fds are pollable) the ring
 	// is still read, on the poller's timer alone.
-	r.ready, _ = pollableFD(m.FD())
+	r.ready, r.pollErr = pollableFD(m.FD())
 	switch {
 	case r.ready == nil:
 		r.urgent = false
@@ -410,6 +411,10 @@ func startRingSensor(env *Env, spec *ebpf.CollectionSpec, btf bool, tracepoints,
 	if err != nil {
 		obj.Close()
 		return nil, err
+	}
+	if ring.pollErr != nil {
+		env.Log.Warn("event ring not in Go's netpoller: read every 120 ms, forced wake-ups (crashes, OOM kills) wait for it",
+			"err", ring.pollErr)
 	}
 	return &ringSensor{obj: obj, ring: ring}, nil
 }
